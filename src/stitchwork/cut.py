@@ -1,0 +1,73 @@
+"""Split a CutModel at a named cut point into a front and a back.
+
+``back(front(x))`` runs exactly the modules of ``model(x)`` in the same order, so the two
+are bit-identical. Front and back *share* the model's modules (no copies): freezing or
+moving one moves the model.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .models.base import CutModel
+
+
+class UnknownCutPointError(ValueError):
+    """A cut point name that the model does not list."""
+
+
+def check_cut_point(model: CutModel, name: str) -> int:
+    """Index of ``name`` among the model's stages, or an error listing the valid names."""
+    points = model.cut_points
+    if name not in points:
+        raise UnknownCutPointError(
+            f"unknown cut point {name!r} for {type(model).__name__}; valid cut points: "
+            f"{', '.join(points)}"
+        )
+    return points.index(name)
+
+
+def split(model: CutModel, cut_point: str) -> tuple[nn.Sequential, nn.Sequential]:
+    """Return ``(front, back)``: stages up to and including ``cut_point``, and the rest."""
+    index = check_cut_point(model, cut_point)
+    items = list(model.stages.items())
+    front = nn.Sequential(OrderedDict(items[: index + 1]))
+    back = nn.Sequential(OrderedDict(items[index + 1 :]))
+    return front, back
+
+
+def front(model: CutModel, cut_point: str) -> nn.Sequential:
+    """The stages up to and including ``cut_point``."""
+    return split(model, cut_point)[0]
+
+
+def back(model: CutModel, cut_point: str) -> nn.Sequential:
+    """The stages after ``cut_point``, ending in the logits."""
+    return split(model, cut_point)[1]
+
+
+@torch.no_grad()
+def cut_point_shapes(model: CutModel, input_shape: Sequence[int] | None = None) -> dict[str, tuple]:
+    """Shape of one example's activation at every cut point (and ``logits``).
+
+    Runs one forward pass of two dummy examples in eval mode on the model's device; the
+    model's train/eval mode is restored afterwards.
+    """
+    shape = tuple(input_shape) if input_shape is not None else model.input_shape
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.zeros((2, *shape), device=device)
+        shapes: dict[str, tuple] = {}
+        for name, stage in model.stages.items():
+            x = stage(x)
+            shapes[name if name in model.cut_points else "logits"] = tuple(x.shape[1:])
+    finally:
+        model.train(was_training)
+    return shapes
