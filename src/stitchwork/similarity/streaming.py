@@ -1,0 +1,223 @@
+"""Similarity accumulators fed batch by batch: ``update(X, Y)``, ``compute()``, ``merge(other)``.
+
+Two different quantities, labelled as such:
+
+- :class:`LinearCKAAccumulator` is *exact*: it equals :func:`linear_cka` on all rows seen
+  (biased, or debiased with ``debiased=True``), from running float64 moments. Memory is
+  ``O(dx^2 + dy^2 + dx dy)`` whatever the number of samples.
+- :class:`MinibatchCKAAccumulator` is Nguyen et al. (2021)'s minibatch CKA: the unbiased HSIC of
+  each batch, averaged over batches, then normalised. It *estimates debiased CKA* (not the
+  biased full-data value) and depends on the batch size; averaging per-batch biased CKA instead
+  would be biased upward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import torch
+
+from ._checks import SimilarityInputError, as_pair
+from .cka import cka_ratio, linear_stats, unbiased_hsic, unbiased_hsic_from_sums
+
+_F64 = torch.float64
+
+
+class SimilarityAccumulator(Protocol):
+    """A similarity index computed from paired batches without keeping them."""
+
+    def update(self, X: Any, Y: Any) -> None:
+        """Add one batch of paired rows."""
+        ...
+
+    def compute(self) -> float:
+        """The index over every batch seen so far."""
+        ...
+
+    def merge(self, other: Any) -> Any:
+        """Fold in an accumulator of the same kind fed with other rows; returns ``self``."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Sums over rows of ``x = X - shift_x``, ``y = Y - shift_y``, ``a = |x|^2``, ``b = |y|^2``."""
+
+    n: int
+    sx: torch.Tensor  # (dx,)  sum x
+    sy: torch.Tensor  # (dy,)
+    sxx: torch.Tensor  # (dx, dx) sum x x^T
+    syy: torch.Tensor  # (dy, dy)
+    sxy: torch.Tensor  # (dx, dy)
+    sa: torch.Tensor  # ()  sum a
+    sb: torch.Tensor
+    saa: torch.Tensor  # sum a^2
+    sbb: torch.Tensor
+    sab: torch.Tensor  # sum a b
+    ax: torch.Tensor  # (dx,) sum a x
+    by: torch.Tensor  # (dy,) sum b y
+    ay: torch.Tensor  # (dy,) sum a y
+    bx: torch.Tensor  # (dx,) sum b x
+
+    @staticmethod
+    def of(x: torch.Tensor, y: torch.Tensor) -> _Moments:
+        a, b = x.square().sum(dim=1), y.square().sum(dim=1)  # (n,)
+        return _Moments(
+            n=x.shape[0], sx=x.sum(0), sy=y.sum(0), sxx=x.T @ x, syy=y.T @ y, sxy=x.T @ y,
+            sa=a.sum(), sb=b.sum(), saa=a @ a, sbb=b @ b, sab=a @ b,
+            ax=a @ x, by=b @ y, ay=a @ y, bx=b @ x,
+        )  # fmt: skip
+
+    def __add__(self, o: _Moments) -> _Moments:
+        return _Moments(**{f: getattr(self, f) + getattr(o, f) for f in self.__dataclass_fields__})
+
+    def shifted(self, dx: torch.Tensor, dy: torch.Tensor) -> _Moments:
+        """The same sums for rows ``x + dx``, ``y + dy`` (exact algebra, no data needed)."""
+        n, kx, ky = self.n, dx @ dx, dy @ dy
+        sa = self.sa + 2 * dx @ self.sx + n * kx
+        sb = self.sb + 2 * dy @ self.sy + n * ky
+        sxx_dx, syy_dy = self.sxx @ dx, self.syy @ dy
+        saa = self.saa + 4 * dx @ self.ax + 4 * dx @ sxx_dx + 2 * kx * self.sa
+        saa = saa + 4 * kx * dx @ self.sx + n * kx * kx
+        sbb = self.sbb + 4 * dy @ self.by + 4 * dy @ syy_dy + 2 * ky * self.sb
+        sbb = sbb + 4 * ky * dy @ self.sy + n * ky * ky
+        sab = self.sab + 2 * dy @ self.ay + ky * self.sa + 2 * dx @ self.bx
+        sab = sab + 4 * dx @ self.sxy @ dy + 2 * ky * dx @ self.sx + kx * self.sb
+        sab = sab + 2 * kx * dy @ self.sy + n * kx * ky
+        return _Moments(
+            n=n,
+            sx=self.sx + n * dx,
+            sy=self.sy + n * dy,
+            sxx=self.sxx + torch.outer(dx, self.sx) + torch.outer(self.sx, dx) + n * torch.outer(dx, dx),
+            syy=self.syy + torch.outer(dy, self.sy) + torch.outer(self.sy, dy) + n * torch.outer(dy, dy),
+            sxy=self.sxy + torch.outer(dx, self.sy) + torch.outer(self.sx, dy) + n * torch.outer(dx, dy),
+            sa=sa, sb=sb, saa=saa, sbb=sbb, sab=sab,
+            ax=self.ax + 2 * sxx_dx + kx * self.sx + dx * sa,
+            by=self.by + 2 * syy_dy + ky * self.sy + dy * sb,
+            ay=self.ay + 2 * self.sxy.T @ dx + kx * self.sy + dy * sa,
+            bx=self.bx + 2 * self.sxy @ dy + ky * self.sx + dx * sb,
+        )  # fmt: skip
+
+
+class LinearCKAAccumulator:
+    """Exact streaming linear CKA over every row passed to :meth:`update`.
+
+    Keeps float64 sums of ``x``, ``x x^T``, ``y y^T``, ``x y^T`` (and, for the debiased value,
+    fourth-moment sums of the row norms) with rows shifted by the first batch's mean, so large
+    common offsets do not cancel digits. :meth:`compute` recentres the sums at the full-data
+    mean algebraically. Memory ``O(dx^2 + dy^2 + dx dy)``.
+
+    Parameters
+    ----------
+    debiased
+        Return debiased CKA (unbiased HSIC over all rows; needs n >= 4) instead of biased CKA.
+    spatial
+        Policy applied to conv-map batches: ``"flatten"``, ``"samples"`` or ``"avgpool"``.
+    """
+
+    def __init__(self, debiased: bool = False, spatial: str | None = None) -> None:
+        self.debiased = debiased
+        self.spatial = spatial
+        self._shift: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._m: _Moments | None = None
+
+    def update(self, X: Any, Y: Any) -> None:
+        """Add a batch of paired rows ``(b, dx)`` and ``(b, dy)`` (any b >= 1)."""
+        X, Y = as_pair(X, Y, self.spatial, min_samples=1)
+        X, Y = X.to(_F64), Y.to(_F64)
+        if self._shift is None:
+            self._shift = (X.mean(dim=0), Y.mean(dim=0))
+        sx, sy = self._shift
+        if (X.shape[1], Y.shape[1]) != (sx.numel(), sy.numel()):
+            raise SimilarityInputError(
+                f"batch has {X.shape[1]} and {Y.shape[1]} features but the accumulator holds "
+                f"{sx.numel()} and {sy.numel()}"
+            )
+        m = _Moments.of(X - sx.to(X.device), Y - sy.to(Y.device))
+        self._m = m if self._m is None else self._m + m
+
+    def merge(self, other: LinearCKAAccumulator) -> LinearCKAAccumulator:
+        """Fold in ``other``'s rows (its sums are re-expressed around this shift); returns self."""
+        if not isinstance(other, LinearCKAAccumulator):
+            raise TypeError(f"cannot merge {type(other).__name__} into LinearCKAAccumulator")
+        if other._m is None:
+            return self
+        if self._m is None:
+            self._shift, self._m = other._shift, replace(other._m)
+            return self
+        (sx, sy), (ox, oy) = self._shift, other._shift
+        if (sx.numel(), sy.numel()) != (ox.numel(), oy.numel()):
+            raise SimilarityInputError("cannot merge accumulators with different feature counts")
+        self._m = self._m + other._m.shifted(ox - sx, oy - sy)
+        return self
+
+    @property
+    def n(self) -> int:
+        """Number of rows seen."""
+        return 0 if self._m is None else self._m.n
+
+    def compute(self) -> float:
+        """Linear CKA (biased or debiased) of all rows seen so far."""
+        need = 4 if self.debiased else 2
+        if self.n < need:
+            raise SimilarityInputError(f"need at least {need} rows, have seen {self.n}")
+        m = self._m
+        c = m.shifted(-m.sx / m.n, -m.sy / m.n)  # sums of centred rows
+        kl, kk, ll = c.sxy.square().sum(), c.sxx.square().sum(), c.syy.square().sum()
+        if not self.debiased:
+            return cka_ratio(kl, kk, ll)
+        # centred linear kernels: diag K = a, K 1 = 0, so K~ 1 = -a
+        n = m.n
+        return cka_ratio(
+            unbiased_hsic_from_sums(n, kl, c.sab, -c.sa, -c.sb, c.sab),
+            unbiased_hsic_from_sums(n, kk, c.saa, -c.sa, -c.sa, c.saa),
+            unbiased_hsic_from_sums(n, ll, c.sbb, -c.sb, -c.sb, c.sbb),
+        )
+
+
+class MinibatchCKAAccumulator:
+    """Minibatch CKA (Nguyen et al. 2021): per-batch unbiased HSIC, averaged, then normalised.
+
+    ``CKA_mb = mean_k HSIC_u(K_k, L_k) / sqrt(mean_k HSIC_u(K_k, K_k) * mean_k HSIC_u(L_k, L_k))``
+    over batches k with linear kernels. This estimates *debiased* CKA, not the biased
+    full-data value. Each batch needs at least 4 rows.
+    """
+
+    def __init__(self, spatial: str | None = None) -> None:
+        self.spatial = spatial
+        self.batches = 0
+        self._sums = torch.zeros(3, dtype=_F64)  # kl, kk, ll
+
+    def update(self, X: Any, Y: Any) -> None:
+        """Add the unbiased HSIC terms of one batch of ``b >= 4`` paired rows."""
+        X, Y = as_pair(X, Y, self.spatial)
+        b = X.shape[0]
+        if b < 4:
+            raise SimilarityInputError(f"unbiased HSIC needs batches of n >= 4 rows, got {b}")
+        s = linear_stats(X, Y)
+        dk, dl = s["dk"], s["dl"]
+        terms = torch.stack(
+            [
+                unbiased_hsic(b, s["kl"], dk, dl),
+                unbiased_hsic(b, s["kk"], dk, dk),
+                unbiased_hsic(b, s["ll"], dl, dl),
+            ]
+        )
+        self._sums += terms.cpu()
+        self.batches += 1
+
+    def merge(self, other: MinibatchCKAAccumulator) -> MinibatchCKAAccumulator:
+        """Fold in another accumulator's batches; returns self."""
+        if not isinstance(other, MinibatchCKAAccumulator):
+            raise TypeError(f"cannot merge {type(other).__name__} into MinibatchCKAAccumulator")
+        self._sums += other._sums
+        self.batches += other.batches
+        return self
+
+    def compute(self) -> float:
+        """Minibatch CKA over the batches seen (raises if a mean self-HSIC is not positive)."""
+        if self.batches == 0:
+            raise SimilarityInputError("no batches seen; call update(X, Y) first")
+        kl, kk, ll = self._sums / self.batches
+        return cka_ratio(kl, kk, ll)
