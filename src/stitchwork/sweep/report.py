@@ -1,0 +1,71 @@
+"""Collect the results.json files of one or more sweeps into one flat table."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .records import RESULTS_FILE, ResultsError, read_results
+
+log = logging.getLogger(__name__)
+
+
+def flatten(obj: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """Nested mappings to one level with dotted keys; lists become JSON-ish strings."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name, sep))
+        else:
+            flat[name] = value
+    return flat
+
+
+def collect_results(dirs: Iterable[str | Path]) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """One flat row per results.json under ``dirs``, plus the (path, reason) of unreadable ones.
+
+    Row columns: ``path``, ``app``, ``identity``, ``status``, ``error``, ``config.*``,
+    ``metrics.*`` (scalars only) and ``timings.*``.
+    """
+    rows, bad = [], []
+    for root in dirs:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"sweep directory {str(root)!r} does not exist")
+        for path in sorted(root.rglob(RESULTS_FILE)):
+            try:
+                record = read_results(path)
+            except ResultsError as err:
+                bad.append((path, str(err)))
+                continue
+            row = {"path": str(path.parent)}
+            row.update({k: record.get(k) for k in ("app", "identity", "status", "error")})
+            row.update(flatten(record.get("config", {}), "config"))
+            metrics = {k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, (list, dict))}
+            row.update(flatten(metrics, "metrics"))
+            row.update(flatten(record.get("timings", {}), "timings"))
+            rows.append(row)
+    return rows, bad
+
+
+def write_table(rows: list[dict], path: str | Path) -> Path:
+    """Write rows as CSV (union of columns, in first-seen order)."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+    return path
+
+
+def _cell(value: Any) -> Any:
+    return str(value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,18 @@
+"""Training recipes, the classifier Lightning module, and evaluation loops."""
+
+from .classifier import Classifier, NonFiniteLossError
+from .evaluate import evaluate, model_device
+from .fit import fit_classifier
+from .recipe import TrainRecipe, build_optimizer, build_scheduler, lr_factor
+
+__all__ = [
+    "Classifier",
+    "NonFiniteLossError",
+    "TrainRecipe",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate",
+    "fit_classifier",
+    "lr_factor",
+    "model_device",
+]

@@ -1,0 +1,52 @@
+"""Train a classifier on a data module with a recipe; the one entry point for base training."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from ..data.base import ClassificationData
+from .classifier import Classifier
+from .evaluate import evaluate
+from .recipe import TrainRecipe
+
+
+def fit_classifier(
+    net: nn.Module,
+    data: ClassificationData,
+    recipe: TrainRecipe,
+    *,
+    seed: int = 0,
+    trainer_options: dict[str, Any] | None = None,
+    logger: Any = False,
+) -> dict:
+    """Train ``net`` in place and return its accuracy and loss on every split.
+
+    ``trainer_options`` go to ``lightning.Trainer`` (accelerator, devices, progress bar,
+    ...); epochs and precision come from the recipe. Returns
+    ``{"train_acc", "val_acc", "test_acc", "*_loss", "wall_time_s"}``.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    options = {"enable_checkpointing": False, "enable_model_summary": False, "logger": logger}
+    options.update(trainer_options or {})
+    options.update(max_epochs=recipe.epochs, precision=recipe.precision)
+    data.setup("fit")
+    start = time.perf_counter()
+    trainer = L.Trainer(**options)
+    module = Classifier(net, recipe, data.num_classes)
+    trainer.fit(
+        module,
+        train_dataloaders=data.loader("train", batch_size=recipe.batch_size),
+        val_dataloaders=data.loader("val") if len(data.val_set) else None,
+    )
+    wall = time.perf_counter() - start
+    metrics: dict[str, float] = {"wall_time_s": wall}
+    for split in ("train", "val", "test"):
+        loader = data.loader(split, shuffle=False)
+        if len(loader.dataset):
+            result = evaluate(net, loader)
+            metrics[f"{split}_acc"], metrics[f"{split}_loss"] = result["acc"], result["loss"]
+    return metrics
