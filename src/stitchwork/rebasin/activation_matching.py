@@ -1,0 +1,134 @@
+"""Activation matching (Git Re-Basin): per permutation, a linear assignment on the
+cross-correlation (or inner product) of A's and B's units over training data.
+
+One streamed pass: forward hooks at the spec's activation points accumulate, in float64,
+unit sums, second moments and the cross-product matrix of A and B; features of conv
+maps are pooled over positions, ``(n, c, h, w) -> (n*h*w, c)``. Hooks consume each
+output at once, so in-place ops downstream cannot corrupt it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from .matching import check_compatible
+from .spec import Permutation, PermutationSpec, SpecError
+
+METHODS = ("corr", "inner")
+
+
+class _CrossStats:
+    """Streaming float64 moments of two ``(n, c)`` feature streams."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sum_a = self.sum_b = self.sq_a = self.sq_b = self.cross = None
+
+    def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        a = a.movedim(1, -1).reshape(-1, a.shape[1]).double()  # (n, c, ...) -> (n*..., c)
+        b = b.movedim(1, -1).reshape(-1, b.shape[1]).double()
+        parts = (a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), a.T @ b)
+        if self.sum_a is None:
+            self.sum_a, self.sum_b, self.sq_a, self.sq_b, self.cross = parts
+        else:
+            for name, part in zip(("sum_a", "sum_b", "sq_a", "sq_b", "cross"), parts, strict=True):
+                getattr(self, name).add_(part)
+        self.n += a.shape[0]
+
+    def similarity(self, method: str) -> torch.Tensor:
+        """``(c, c)``: correlation or mean inner product of A's unit i with B's unit j."""
+        cross = self.cross / self.n
+        if method == "inner":
+            return cross
+        mean_a, mean_b = self.sum_a / self.n, self.sum_b / self.n
+        cov = cross - torch.outer(mean_a, mean_b)
+        std_a = (self.sq_a / self.n - mean_a**2).clamp_min(0).sqrt()
+        std_b = (self.sq_b / self.n - mean_b**2).clamp_min(0).sqrt()
+        return cov / (torch.outer(std_a, std_b) + 1e-12)
+
+
+def _batch_input(batch: Any) -> torch.Tensor:
+    """The inputs of a batch given as ``x`` or ``(x, y, ...)``."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+@torch.no_grad()
+def activation_matching(
+    spec: PermutationSpec, model_a: nn.Module, model_b: nn.Module, data: Iterable[Any],
+    method: str = "corr", max_batches: int | None = None,
+) -> Permutation:
+    """Permutation of B's units maximising the summed unit similarity to A, per layer.
+
+    Models are run in eval mode (their modes are restored). Permutations whose
+    activations are listed at several points (e.g. a ResNet stream) sum the
+    similarities over those points.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown activation matching method {method!r}; valid: {', '.join(METHODS)}")
+    check_compatible(spec, model_a.state_dict(), model_b.state_dict())
+    missing = [p for p in spec.perms if not spec.activations.get(p)]
+    if missing:
+        raise SpecError(f"the spec lists no activation points for permutations {missing}")
+    points = sorted({m for mods in spec.activations.values() for m in mods})
+    stats = {m: _CrossStats() for m in points}
+    captured: dict[str, dict[str, torch.Tensor]] = {"a": {}, "b": {}}
+    handles = []
+    for tag, model in (("a", model_a), ("b", model_b)):
+        modules = dict(model.named_modules())
+        for m in points:
+            handles.append(modules[m].register_forward_hook(_named_hook(captured[tag], m)))
+    modes = (model_a.training, model_b.training)
+    model_a.eval(), model_b.eval()
+    device = next(model_a.parameters()).device
+    try:
+        for i, batch in enumerate(data):
+            if max_batches is not None and i >= max_batches:
+                break
+            x = _batch_input(batch).to(device)
+            model_a(x), model_b(x)
+            for m in points:
+                stats[m].update(captured["a"].pop(m), captured["b"].pop(m))
+    finally:
+        for h in handles:
+            h.remove()
+        model_a.train(modes[0]), model_b.train(modes[1])
+    if any(s.n == 0 for s in stats.values()):
+        raise ValueError("activation matching got no data: the data iterable is empty")
+    return {p: _assign(sum(stats[m].similarity(method) for m in spec.activations[p])) for p in spec.perms}
+
+
+def _named_hook(store: dict[str, torch.Tensor], name: str):
+    """A forward hook that stores the module's output under ``name``."""
+
+    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        store[name] = output.detach()
+
+    return hook
+
+
+def _assign(sim: torch.Tensor) -> torch.Tensor:
+    """Column chosen for each row by an exact maximum-weight assignment."""
+    _, cols = linear_sum_assignment(sim.cpu().numpy(), maximize=True)
+    return torch.as_tensor(cols, dtype=torch.long)
+
+
+class ActivationMatcher:
+    """:class:`~stitchwork.rebasin.matching.Matcher` running :func:`activation_matching`."""
+
+    def __init__(self, method: str = "corr", max_batches: int | None = None):
+        if method not in METHODS:
+            raise ValueError(f"unknown activation matching method {method!r}; valid: {', '.join(METHODS)}")
+        self.method, self.max_batches = method, max_batches
+
+    def __call__(
+        self, model_a: nn.Module, model_b: nn.Module, spec: PermutationSpec,
+        data: Iterable[Any] | None = None,
+    ) -> Permutation:
+        if data is None:
+            raise ValueError("activation matching needs data (an iterable of batches)")
+        return activation_matching(spec, model_a, model_b, data, self.method, self.max_batches)
