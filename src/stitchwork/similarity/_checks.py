@@ -88,9 +88,9 @@ def check_finite(X: torch.Tensor, name: str = "X") -> None:
 def as_matrix(X: Any, spatial: str | None = None, name: str = "X") -> torch.Tensor:
     """Validate one input and return it as an ``(n, d)`` tensor in its original dtype."""
     X = spatial_features(as_tensor(X, name), spatial, name)
-    if X.shape[0] < 2 or X.shape[1] < 1:
+    if X.shape[0] < 1 or X.shape[1] < 1:
         raise SimilarityInputError(
-            f"{name} needs at least 2 samples and 1 feature, got shape {tuple(X.shape)}"
+            f"{name} needs at least 1 sample and 1 feature, got shape {tuple(X.shape)}"
         )
     check_finite(X, name)
     return X

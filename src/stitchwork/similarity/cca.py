@@ -60,25 +60,25 @@ class _CCAParts:
     f: torch.Tensor  # (rx,) ridge shrinkage of X's directions
 
 
-def _svd_basis(Xc: torch.Tensor, keep: int | float | None = None):
+def _svd_basis(Xc: torch.Tensor, keep: int | float | None = None, name: str = "X"):
     """Thin SVD of centred data with numerically null directions dropped, then ``keep`` applied."""
     U, s, Vh = torch.linalg.svd(Xc, full_matrices=False)  # (n, r), (r,), (r, d)
     eps = torch.finfo(s.dtype).eps
     rank = int((s > s[0] * max(Xc.shape) * eps).sum()) if s[0] > 0 else 0
     if rank == 0:
-        raise SimilarityInputError("input has zero variance after centring; CCA is undefined")
-    k = rank if keep is None else _dims_to_keep(s[:rank], keep)
+        raise SimilarityInputError(f"{name} has zero variance after centring; CCA is undefined")
+    k = rank if keep is None else _dims_to_keep(s[:rank], keep, name)
     return U[:, :k], s[:k], Vh[:k].T
 
 
-def _dims_to_keep(s: torch.Tensor, keep: int | float) -> int:
+def _dims_to_keep(s: torch.Tensor, keep: int | float, name: str) -> int:
     """Number of leading SVD directions for SVCCA: an int count or a fraction of sum(s^2)."""
     if isinstance(keep, bool) or not isinstance(keep, (int, float)):
         raise SimilarityInputError(f"keep must be an int or a float in (0, 1], got {keep!r}")
     if isinstance(keep, int):
         if not 1 <= keep <= s.numel():
             raise SimilarityInputError(
-                f"keep={keep} dims but the centred input has rank {s.numel()}; use 1..{s.numel()}"
+                f"keep={keep} dims but the centred {name} has rank {s.numel()}; use 1..{s.numel()}"
             )
         return keep
     if not 0.0 < keep <= 1.0:
@@ -96,8 +96,8 @@ def _cca_parts(
     if not ridge >= 0.0:
         raise SimilarityInputError(f"ridge must be >= 0, got {ridge!r}")
     n = X.shape[0]
-    Ux, sx, Vx = _svd_basis(centred64(X), keep)
-    Uy, sy, _ = _svd_basis(centred64(Y), keep)
+    Ux, sx, Vx = _svd_basis(centred64(X), keep, "X")
+    Uy, sy, _ = _svd_basis(centred64(Y), keep, "Y")
     if ridge == 0.0 and max(sx.numel(), sy.numel()) >= n - 1:
         warnings.warn(
             f"CCA without ridge on X {tuple(X.shape)}, Y {tuple(Y.shape)}: one input spans all "

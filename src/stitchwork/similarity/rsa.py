@@ -26,8 +26,8 @@ def rdm(X: torch.Tensor, kind: str = "correlation") -> torch.Tensor:
         raise SimilarityInputError(f"unknown rdm {kind!r}; valid: {', '.join(RDM_KINDS)}")
     X = X.to(torch.float64)
     if kind == "euclidean":
-        Xc = X - X.mean(dim=0)  # distances are translation invariant; centring keeps digits
-        return torch.cdist(Xc, Xc)
+        # direct differences (no |x|^2 + |y|^2 - 2 x.y expansion): exact ties stay exact ties
+        return torch.cdist(X, X, compute_mode="donot_use_mm_for_euclid_dist")
     P = X - X.mean(dim=1, keepdim=True)  # centre each sample's pattern
     norms = P.norm(dim=1, keepdim=True)
     if not bool((norms > 0).all()):

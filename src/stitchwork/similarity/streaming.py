@@ -14,7 +14,7 @@ Two different quantities, labelled as such:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -24,6 +24,7 @@ from .cka import cka_ratio, linear_stats, unbiased_hsic, unbiased_hsic_from_sums
 _F64 = torch.float64
 
 
+@runtime_checkable
 class SimilarityAccumulator(Protocol):
     """A similarity index computed from paired batches without keeping them."""
 
