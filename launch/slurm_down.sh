@@ -16,32 +16,43 @@ case "${1:-}" in
 esac
 export SLURM_CONF="$SLURM_CONF_FILE"
 
-# Send TERM to the process in pid file $1 and wait up to 30 s for it to exit.
-stop_pid() {
-    local file="$1" name="$2" pid
-    pid_alive "$file" || return 0
-    pid="$(cat "$file")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || { say "stopped $name"; return 0; }; sleep 1; done
-    say "$name (pid $pid) ignored TERM; sending KILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
+# Send TERM to the processes named by the pid files in "$@" and wait up to 30 s for
+# them all to exit; KILL what is left.
+stop_pids() {
+    local file pids=() names=()
+    for file in "$@"; do
+        if pid_alive "$file"; then
+            pids+=("$(cat "$file")"); names+=("$(basename "$file" .pid)")
+            kill -TERM "${pids[-1]}" 2>/dev/null || true
+        fi
+    done
+    [ ${#pids[@]} -gt 0 ] || return 0
+    local pid alive
+    for _ in $(seq 150); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 1 ] || { say "stopped ${names[*]}"; return 0; }
+        sleep 0.2
+    done
+    say "${names[*]} ignored TERM for 30 s; sending KILL" >&2
+    kill -KILL "${pids[@]}" 2>/dev/null || true
 }
 
-if [ -f "$SLURM_CONF_FILE" ] && pid_alive "$RUN_DIR/slurmctld.pid"; then
+if [ -f "$SLURM_CONF_FILE" ] && pid_alive "$RUN_DIR/slurmctld.pid" \
+    && [ -n "$(squeue -h -p "$PARTITION" -o %i 2>/dev/null)" ]; then
     scancel --partition="$PARTITION" 2>/dev/null || true
-    sleep 1
+    sleep 2   # let slurmd end the job steps before it stops
 fi
-stop_pid "$RUN_DIR/slurmd.pid" slurmd
-stop_pid "$RUN_DIR/slurmctld.pid" slurmctld
-stop_pid "$RUN_DIR/slurmdbd.pid" slurmdbd
+stop_pids "$RUN_DIR/slurmd.pid" "$RUN_DIR/slurmctld.pid"
+stop_pids "$RUN_DIR/slurmdbd.pid"
 if pid_alive "$RUN_DIR/mysqld.pid"; then
     # mysqld_safe restarts a killed mysqld; an orderly shutdown makes both exit.
     mariadb-admin --no-defaults --socket="$DB_SOCKET" -u root shutdown 2>/dev/null \
-        || stop_pid "$RUN_DIR/mysqld.pid" mysqld
+        || stop_pids "$RUN_DIR/mysqld.pid"
     say "stopped MariaDB"
 fi
 if [ -f "$RUN_DIR/munged.ours" ]; then
-    stop_pid "$MUNGE_RUN/munged.pid" munged
+    stop_pids "$MUNGE_RUN/munged.pid"
     rm -f "$RUN_DIR/munged.ours"
 fi
 if [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$SLURM_CONF_FILE" ]; then
