@@ -1,8 +1,7 @@
 """A session fixture that provides the one-node SLURM cluster of launch/slurm_up.sh.
 
-Import it into a test module with
-``from tests.slurm_fixtures import slurm_cluster  # noqa: F401``
-and mark the module ``pytest.mark.slurm``. The fixture reuses a cluster that is already
+Make it visible to a test module with ``slurm_cluster = slurm_fixtures.slurm_cluster``
+(after ``from tests import slurm_fixtures``) and mark the module ``pytest.mark.slurm``. The fixture reuses a cluster that is already
 up, otherwise installs the Debian packages when they are missing (launch/install_slurm.sh)
 and starts the cluster, stopping it again at the end of the session. It skips only when
 the packages are missing and cannot be installed, or when the cluster is down and this
@@ -43,9 +42,7 @@ class SlurmCluster:
 
 
 def _run(cmd: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(cmd), capture_output=True, text=True, timeout=timeout_s, check=False
-    )
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
 def _cluster_answers() -> bool:
@@ -93,9 +90,7 @@ def sbatch(cluster: SlurmCluster, script: str, *args: str) -> str:
 
 def sacct_states(job_id: str) -> dict[str, str]:
     """Map each allocation of ``job_id`` (array tasks included) to its sacct state word."""
-    done = _run(
-        ["sacct", "--noheader", "--parsable2", "-X", "-j", job_id, "-o", "JobID,State"], 30
-    )
+    done = _run(["sacct", "--noheader", "--parsable2", "-X", "-j", job_id, "-o", "JobID,State"], 30)
     assert done.returncode == 0, f"sacct failed: {done.stderr}"
     rows = (line.split("|") for line in done.stdout.splitlines() if line)
     # "CANCELLED by 0" -> "CANCELLED"

@@ -7,18 +7,16 @@ job array whose tasks each wrote their own result.
 """
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests.slurm_fixtures import (  # noqa: F401  (slurm_cluster is a fixture)
-    SlurmCluster,
-    run_multirun,
-    sacct_states,
-    sbatch,
-    slurm_cluster,
-    wait_for_state,
-)
+
+from tests import slurm_fixtures
+from tests.slurm_fixtures import SlurmCluster, run_multirun, sacct_states, sbatch, wait_for_state
+
+slurm_cluster = slurm_fixtures.slurm_cluster  # the session fixture, visible to this module
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
@@ -27,7 +25,9 @@ APP = Path(__file__).resolve().parent / "slurm_app" / "app.py"
 
 def test_sbatch_job_completes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     out = tmp_path / "hello.txt"
-    job = sbatch(slurm_cluster, f"echo hello from $SLURM_JOB_ID > {out}", f"--output={tmp_path}/%j.log")
+    job = sbatch(
+        slurm_cluster, f"echo hello from $SLURM_JOB_ID > {out}", f"--output={tmp_path}/%j.log"
+    )
     assert wait_for_state(job, ["COMPLETED"]) == "COMPLETED"
     assert out.read_text().strip() == f"hello from {job}"
 
@@ -38,8 +38,6 @@ def test_failing_job_is_failed(slurm_cluster: SlurmCluster, tmp_path: Path) -> N
 
 
 def test_cancelled_job_is_cancelled(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
-    import subprocess
-
     job = sbatch(slurm_cluster, "sleep 600", f"--output={tmp_path}/%j.log")
     wait_for_state(job, ["RUNNING"])
     subprocess.run(["scancel", job], check=True, timeout=30)

@@ -72,7 +72,9 @@ def require_slurm(launcher_target: str, timeout_s: float = 20.0) -> None:
         if probe.returncode == 0:
             return
         detail = (probe.stderr or probe.stdout).strip().splitlines()
-        reason = f"`squeue` failed (exit {probe.returncode}: {detail[-1] if detail else 'no output'})"
+        reason = (
+            f"`squeue` failed (exit {probe.returncode}: {detail[-1] if detail else 'no output'})"
+        )
     raise RuntimeError(
         f"The Hydra launcher '{launcher_target}' submits jobs to SLURM, but {reason}: "
         f"no SLURM controller answers. {_HOW_TO_START}"
