@@ -134,3 +134,13 @@ def test_accumulator_guards():
 def test_negative_self_hsic_is_refused_not_square_rooted():
     with pytest.raises(SimilarityInputError, match=r"HSIC\(Y, Y\) = -1.000e-03"):
         cka_ratio(torch.tensor(0.1), torch.tensor(1.0), torch.tensor(-1e-3))
+
+
+def test_merge_copies_instead_of_aliasing():
+    X, Y = _data(n=60)
+    a = _feed(LinearCKAAccumulator(), X, Y, [30])
+    before = a.compute()
+    m = LinearCKAAccumulator().merge(a)
+    m.update(X[30:], Y[30:])
+    assert a.n == 30 and a.compute() == before
+    assert m.compute() == pytest.approx(linear_cka(X, Y), abs=1e-10)

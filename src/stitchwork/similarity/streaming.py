@@ -13,7 +13,7 @@ Two different quantities, labelled as such:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -41,7 +41,7 @@ class SimilarityAccumulator(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Moments:
     """Sums over rows of ``x = X - shift_x``, ``y = Y - shift_y``, ``a = |x|^2``, ``b = |y|^2``."""
 
@@ -62,16 +62,41 @@ class _Moments:
     bx: torch.Tensor  # (dx,) sum b x
 
     @staticmethod
-    def of(x: torch.Tensor, y: torch.Tensor) -> _Moments:
-        a, b = x.square().sum(dim=1), y.square().sum(dim=1)  # (n,)
+    def zeros(dx: int, dy: int, device: torch.device) -> _Moments:
+        z = {"dtype": _F64, "device": device}
+        scalars = {f: torch.zeros((), **z) for f in ("sa", "sb", "saa", "sbb", "sab")}
         return _Moments(
-            n=x.shape[0], sx=x.sum(0), sy=y.sum(0), sxx=x.T @ x, syy=y.T @ y, sxy=x.T @ y,
-            sa=a.sum(), sb=b.sum(), saa=a @ a, sbb=b @ b, sab=a @ b,
-            ax=a @ x, by=b @ y, ay=a @ y, bx=b @ x,
+            n=0, sx=torch.zeros(dx, **z), sy=torch.zeros(dy, **z),
+            sxx=torch.zeros(dx, dx, **z), syy=torch.zeros(dy, dy, **z), sxy=torch.zeros(dx, dy, **z),
+            ax=torch.zeros(dx, **z), by=torch.zeros(dy, **z), ay=torch.zeros(dy, **z),
+            bx=torch.zeros(dx, **z), **scalars,
         )  # fmt: skip
 
-    def __add__(self, o: _Moments) -> _Moments:
-        return _Moments(**{f: getattr(self, f) + getattr(o, f) for f in self.__dataclass_fields__})
+    def add_rows_(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add the sums of shifted float64 rows in place (no ``d x d`` temporaries)."""
+        a, b = x.square().sum(dim=1), y.square().sum(dim=1)  # (n,)
+        self.n += x.shape[0]
+        self.sx += x.sum(0)
+        self.sy += y.sum(0)
+        self.sxx.addmm_(x.T, x)
+        self.syy.addmm_(y.T, y)
+        self.sxy.addmm_(x.T, y)
+        self.sa += a.sum()
+        self.sb += b.sum()
+        self.saa += a @ a
+        self.sbb += b @ b
+        self.sab += a @ b
+        self.ax.addmv_(x.T, a)
+        self.by.addmv_(y.T, b)
+        self.ay.addmv_(y.T, a)
+        self.bx.addmv_(x.T, b)
+
+    def add_(self, o: _Moments) -> None:
+        """Add another set of sums taken around the same shift, in place."""
+        self.n += o.n
+        for f in self.__dataclass_fields__:
+            if f != "n":
+                getattr(self, f).add_(getattr(o, f))
 
     def shifted(self, dx: torch.Tensor, dy: torch.Tensor) -> _Moments:
         """The same sums for rows ``x + dx``, ``y + dy`` (exact algebra, no data needed)."""
@@ -135,8 +160,9 @@ class LinearCKAAccumulator:
                 f"batch has {X.shape[1]} and {Y.shape[1]} features but the accumulator holds "
                 f"{sx.numel()} and {sy.numel()}"
             )
-        m = _Moments.of(X - sx.to(X.device), Y - sy.to(Y.device))
-        self._m = m if self._m is None else self._m + m
+        if self._m is None:
+            self._m = _Moments.zeros(sx.numel(), sy.numel(), X.device)
+        self._m.add_rows_(X - sx, Y - sy)
 
     def merge(self, other: LinearCKAAccumulator) -> LinearCKAAccumulator:
         """Fold in ``other``'s rows (its sums are re-expressed around this shift); returns self."""
@@ -144,13 +170,14 @@ class LinearCKAAccumulator:
             raise TypeError(f"cannot merge {type(other).__name__} into LinearCKAAccumulator")
         if other._m is None:
             return self
-        if self._m is None:
-            self._shift, self._m = other._shift, replace(other._m)
+        if self._m is None:  # adopt a copy of other's sums and shift
+            zx, zy = torch.zeros_like(other._shift[0]), torch.zeros_like(other._shift[1])
+            self._shift, self._m = other._shift, other._m.shifted(zx, zy)
             return self
         (sx, sy), (ox, oy) = self._shift, other._shift
         if (sx.numel(), sy.numel()) != (ox.numel(), oy.numel()):
             raise SimilarityInputError("cannot merge accumulators with different feature counts")
-        self._m = self._m + other._m.shifted(ox - sx, oy - sy)
+        self._m.add_(other._m.shifted(ox - sx, oy - sy))
         return self
 
     @property

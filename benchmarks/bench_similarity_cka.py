@@ -1,0 +1,95 @@
+"""Time and peak memory of linear CKA in its Gram form vs its feature form.
+
+Each (size, form) runs in a fresh subprocess so that peak resident memory is that form's own:
+the child builds float32 X and Y in place (no temporaries), reads ``ru_maxrss`` (the process's
+peak RSS so far), runs ``linear_cka(X, Y, form=...)`` once, and reads ``ru_maxrss`` again. The
+difference is the extra peak memory the computation needed on top of its inputs (torch's CPU
+allocator returns large blocks to the OS, so RSS is an honest measure; tracemalloc would see
+nothing). Time is wall clock of that one call. Ratios are taken within one run of this script.
+
+    python benchmarks/bench_similarity_cka.py                      # stated smaller sizes
+    python benchmarks/bench_similarity_cka.py --sizes 10000x16384  # the issue's size (slow)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+GIB = 2**30
+
+
+def _child(n: int, d: int, form: str) -> None:
+    import torch
+
+    from stitchwork.similarity import linear_cka
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.empty(n, d).normal_(generator=g)  # float32, filled in place
+    Y = torch.empty(n, d).normal_(generator=g)
+    Y.add_(X, alpha=0.5).relu_().add_(1000.0)  # related, post-ReLU-like, large offset
+    linear_cka(X[:64, :64], Y[:64, :64], form=form)  # warm up thread pools and kernels
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start = time.perf_counter()
+    value = linear_cka(X, Y, form=form)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {"seconds": seconds, "extra_peak": after - before, "base": before, "value": value}
+        )
+    )
+
+
+def _run(n: int, d: int, form: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", f"{n}x{d}", form]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["2500x4096", "10000x2048"])
+    parser.add_argument("--forms", nargs="+", default=["gram", "feature"])
+    parser.add_argument("--child", nargs=2, metavar=("NxD", "FORM"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        n, d = map(int, args.child[0].split("x"))
+        _child(n, d, args.child[1])
+        return
+
+    import torch
+
+    from stitchwork.similarity import choose_linear_form
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 input, float64 reductions"
+    )
+    print("| n | d | form | chosen | time (s) | extra peak RSS (GiB) | inputs (GiB) | CKA |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        n, d = map(int, size.split("x"))
+        chosen = choose_linear_form(n, d, d)
+        rows = {form: _run(n, d, form) for form in args.forms}
+        for form, r in rows.items():
+            mark = "yes" if form == chosen else ""
+            print(
+                f"| {n} | {d} | {form} | {mark} | {r['seconds']:.2f} | "
+                f"{r['extra_peak'] / GIB:.2f} | {2 * n * d * 4 / GIB:.2f} | {r['value']:.10f} |"
+            )
+        if len(rows) == 2:
+            other = next(f for f in rows if f != chosen)
+            t = rows[other]["seconds"] / rows[chosen]["seconds"]
+            m = rows[other]["extra_peak"] / max(rows[chosen]["extra_peak"], 1)
+            diff = abs(rows[other]["value"] - rows[chosen]["value"])
+            print(
+                f"\n{size}: {other}/{chosen} time x{t:.2f}, extra peak memory x{m:.2f}, |dCKA| {diff:.1e}\n"
+            )
+
+
+if __name__ == "__main__":
+    main()
