@@ -23,8 +23,8 @@ MUNGE_RUN=/run/munge
 # Print a message prefixed with the calling script's name.
 say() { echo "$(basename "$0" .sh): $*"; }
 
-# True when the pid stored in file $1 belongs to a live process.
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# True when the pid stored in file $1 belongs to a live process (any user may ask).
+pid_alive() { [ -s "$1" ] && [ -d "/proc/$(cat "$1")" ]; }
 
 # True when a local munged answers (a credential encodes and decodes).
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }

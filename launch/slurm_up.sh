@@ -10,18 +10,13 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=slurm_env.sh
 source "$HERE/slurm_env.sh"
 
-[ "$(id -u)" -eq 0 ] || { say "must run as root (SlurmUser=root, slurmd needs root)" >&2; exit 1; }
-for bin in munged slurmctld slurmd slurmdbd sacctmgr sbatch mysqld_safe mariadb-install-db; do
-    command -v "$bin" >/dev/null || {
-        say "'$bin' not found; run: bash launch/install_slurm.sh" >&2; exit 1; }
-done
 export SLURM_CONF="$SLURM_CONF_FILE"
 NODE="$(hostname -s)"
 
-# Poll command "$@" once a second for up to $WAIT_S seconds; fail with a log hint.
+# Poll command "$@" four times a second for up to $WAIT_S seconds; fail with a log hint.
 wait_for() {
     local what="$1" log="$2"; shift 2
-    for _ in $(seq "$WAIT_S"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+    for _ in $(seq $((WAIT_S * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
     say "timed out after ${WAIT_S}s waiting for $what; see $log" >&2
     [ -f "$log" ] && tail -n 20 "$log" >&2
     exit 1
@@ -35,17 +30,19 @@ cluster_up() {
         && pid_alive "$RUN_DIR/slurmdbd.pid" && node_idle && sacct_ok
 }
 
+gres_note() { [ -s "$ETC_DIR/gres.conf" ] && echo ", GPUs: $(sinfo -h -N -n "$NODE" -o %G)"; true; }
+
 print_usage() {
     local conf_hint=""
     [ "$(readlink -f "$SYSTEM_CONF" 2>/dev/null)" = "$SLURM_CONF_FILE" ] \
         || conf_hint="  export SLURM_CONF=$SLURM_CONF_FILE   # $SYSTEM_CONF belongs to another cluster
 "
     cat <<EOF
-SLURM cluster '$CLUSTER_NAME' is up: node $NODE ($(nproc) CPUs), partition '$PARTITION'.
-${conf_hint}  sinfo; squeue; sacct                       # look at it
-  sbatch -p $PARTITION --wrap 'hostname'           # submit a job
-  stitchwork-stitch -m hydra/launcher=slurm_cpu ... # Hydra multirun through submitit
-  bash launch/slurm_down.sh                        # stop it (add --purge to delete $STATE_DIR)
+SLURM cluster '$CLUSTER_NAME' is up: node $NODE ($(nproc) CPUs$(gres_note)), partition '$PARTITION'.
+${conf_hint}  sinfo; squeue; sacct                          # look at it
+  sbatch -p $PARTITION --wrap hostname               # submit a job
+  stitchwork-stitch -m hydra/launcher=slurm_cpu ...  # a Hydra sweep as one job array
+  bash launch/slurm_down.sh [--purge]                # stop it (--purge deletes the state)
 State, configs and logs: $STATE_DIR
 EOF
 }
@@ -56,6 +53,11 @@ if cluster_up; then
     exit 0
 fi
 
+[ "$(id -u)" -eq 0 ] || { say "must run as root (SlurmUser=root, slurmd needs root)" >&2; exit 1; }
+for bin in munged slurmctld slurmd slurmdbd sacctmgr sbatch mysqld_safe mariadb-install-db; do
+    command -v "$bin" >/dev/null || {
+        say "'$bin' not found; run: bash launch/install_slurm.sh" >&2; exit 1; }
+done
 mkdir -p "$ETC_DIR" "$LOG_DIR" "$RUN_DIR" "$STATE_DIR/ctld" "$STATE_DIR/spool"
 
 start_munge() {
@@ -105,8 +107,18 @@ SQL
 }
 
 write_configs() {
-    local cpus mem_mb def_mem
+    local cpus mem_mb def_mem gpus gres_types="" node_gres=""
     cpus="$(nproc)"
+    # NVIDIA GPUs (/dev/nvidia0, /dev/nvidia1, ...) become gres gpu:N, so the slurm_gpu
+    # presets (--gpus-per-node) can be tried on a workstation.
+    gpus="$(find /dev -maxdepth 1 -regex '/dev/nvidia[0-9]+' 2>/dev/null | wc -l)"
+    rm -f "$ETC_DIR/gres.conf"
+    if [ "$gpus" -gt 0 ]; then
+        gres_types="GresTypes=gpu
+AccountingStorageTRES=gres/gpu"
+        node_gres="Gres=gpu:$gpus"
+        echo "Name=gpu File=/dev/nvidia[0-$((gpus - 1))]" >"$ETC_DIR/gres.conf"
+    fi
     mem_mb="$(awk '/MemTotal/ {print int($2 / 1024 * 0.95)}' /proc/meminfo)"
     def_mem=$((mem_mb / cpus))
     umask 077
@@ -162,7 +174,8 @@ AccountingStoragePort=$DBD_PORT
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+$gres_types
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb $node_gres State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
     # Client commands read /etc/slurm/slurm.conf; point it at ours unless a real
