@@ -10,6 +10,7 @@ result with a context.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -102,7 +103,9 @@ def task_loss(
     options.update(ctx.trainer_options or {})
     options.update(max_epochs=epochs)
     start = time.perf_counter()
-    L.Trainer(**options).fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    with warnings.catch_warnings():  # the frozen donors are in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        L.Trainer(**options).fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     stitched.eval()
     return {**report, "epochs": epochs, "cached": cached, "train_time_s": time.perf_counter() - start,
             "history": module.history}  # fmt: skip
