@@ -64,9 +64,13 @@ def get_base_model(
         L.seed_everything(seed, verbose=False)
         return build_model(model_cfg, data)
 
+    partial = zoo.root / ".partial" / zoo.key(identity)  # resumable after preemption
+
     def train(net: CutModel) -> dict:
         log.info("training base model %s (seed %d) into zoo %s", model_cfg._target_, seed, zoo.root)
-        return fit_classifier(net, data, recipe, seed=seed, trainer_options=trainer_options(trainer_cfg))
+        return fit_classifier(
+            net, data, recipe, seed=seed, trainer_options=trainer_options(trainer_cfg), checkpoint_dir=partial
+        )
 
     return zoo.get_or_train(identity, build, train, on_corrupt=zoo_cfg.get("on_corrupt", "retrain"))
 

@@ -4,10 +4,12 @@ from .classifier import Classifier, NonFiniteLossError
 from .evaluate import evaluate, model_device
 from .fit import fit_classifier
 from .recipe import TrainRecipe, build_optimizer, build_scheduler, lr_factor
+from .resume import PreemptionCheckpoint
 
 __all__ = [
     "Classifier",
     "NonFiniteLossError",
+    "PreemptionCheckpoint",
     "TrainRecipe",
     "build_optimizer",
     "build_scheduler",
