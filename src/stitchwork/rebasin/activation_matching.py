@@ -18,6 +18,7 @@ from torch import nn
 
 from .matching import check_compatible
 from .spec import Permutation, PermutationSpec, SpecError
+from .stats import batch_input, output_hook, unit_features
 
 METHODS = ("corr", "inner")
 
@@ -30,8 +31,7 @@ class _CrossStats:
         self.sum_a = self.sum_b = self.sq_a = self.sq_b = self.cross = None
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        a = a.movedim(1, -1).reshape(-1, a.shape[1]).double()  # (n, c, ...) -> (n*..., c)
-        b = b.movedim(1, -1).reshape(-1, b.shape[1]).double()
+        a, b = unit_features(a).double(), unit_features(b).double()  # (n*positions, c)
         parts = (a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), a.T @ b)
         if self.sum_a is None:
             self.sum_a, self.sum_b, self.sq_a, self.sq_b, self.cross = parts
@@ -50,11 +50,6 @@ class _CrossStats:
         std_a = (self.sq_a / self.n - mean_a**2).clamp_min(0).sqrt()
         std_b = (self.sq_b / self.n - mean_b**2).clamp_min(0).sqrt()
         return cov / (torch.outer(std_a, std_b) + 1e-12)
-
-
-def _batch_input(batch: Any) -> torch.Tensor:
-    """The inputs of a batch given as ``x`` or ``(x, y, ...)``."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 @torch.no_grad()
@@ -81,7 +76,9 @@ def activation_matching(
     for tag, model in (("a", model_a), ("b", model_b)):
         modules = dict(model.named_modules())
         for m in points:
-            handles.append(modules[m].register_forward_hook(_named_hook(captured[tag], m)))
+            store = captured[tag]
+            hook = output_hook(lambda out, store=store, m=m: store.__setitem__(m, out.detach()))
+            handles.append(modules[m].register_forward_hook(hook))
     modes = (model_a.training, model_b.training)
     model_a.eval(), model_b.eval()
     device = next(model_a.parameters()).device
@@ -89,7 +86,7 @@ def activation_matching(
         for i, batch in enumerate(data):
             if max_batches is not None and i >= max_batches:
                 break
-            x = _batch_input(batch).to(device)
+            x = batch_input(batch).to(device)
             model_a(x), model_b(x)
             for m in points:
                 stats[m].update(captured["a"].pop(m), captured["b"].pop(m))
@@ -100,15 +97,6 @@ def activation_matching(
     if any(s.n == 0 for s in stats.values()):
         raise ValueError("activation matching got no data: the data iterable is empty")
     return {p: _assign(sum(stats[m].similarity(method) for m in spec.activations[p])) for p in spec.perms}
-
-
-def _named_hook(store: dict[str, torch.Tensor], name: str):
-    """A forward hook that stores the module's output under ``name``."""
-
-    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        store[name] = output.detach()
-
-    return hook
 
 
 def _assign(sim: torch.Tensor) -> torch.Tensor:
