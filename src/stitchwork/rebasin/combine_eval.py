@@ -1,0 +1,151 @@
+"""Evaluate K weight combinations at once, and how they differ from their endpoints.
+
+All K state dicts are stacked and run with ``torch.func.functional_call`` under
+``torch.func.vmap``: one pass over the data evaluates every combination (models in eval
+mode, so BatchNorm uses each combination's own running statistics). Per combination:
+loss, accuracy, agreement of predictions with A and with B, ``KL(p_A ‖ p_θ)`` and
+``KL(p_B ‖ p_θ)`` (mean over examples), and weight distance to A and to B; across
+combinations, the mean pairwise agreement between samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..training.evaluate import model_device
+
+State = Mapping[str, torch.Tensor]
+
+
+def stack_states(states: Sequence[State], device: torch.device) -> dict[str, torch.Tensor]:
+    """``K`` state dicts -> one dict of ``(K, *shape)`` tensors on ``device``."""
+    if not states:
+        raise ValueError("need at least one combination to evaluate")
+    return {k: torch.stack([s[k].to(device) for s in states]) for k in states[0]}
+
+
+def batched_logits(
+    model: nn.Module, stacked: Mapping[str, torch.Tensor], x: torch.Tensor, chunk_size: int | None = None
+) -> torch.Tensor:
+    """Logits of every stacked state on ``x``: ``(K, n, classes)``."""
+
+    def run(state: Mapping[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, state, (inputs,))
+
+    return vmap(run, in_dims=(0, None), chunk_size=chunk_size)(dict(stacked), x)
+
+
+class _Totals:
+    """Running sums of the per-combination metrics over batches."""
+
+    def __init__(self, k: int, device: torch.device):
+        zeros = lambda: torch.zeros(k, dtype=torch.float64, device=device)  # noqa: E731
+        self.n = 0
+        self.loss, self.correct, self.agree_a, self.agree_b, self.kl_a, self.kl_b = (zeros() for _ in range(6))
+        self.pairs = torch.zeros(k, k, dtype=torch.float64, device=device)
+
+    def update(self, logits: torch.Tensor, y: torch.Tensor, ref_a: torch.Tensor, ref_b: torch.Tensor) -> None:
+        logp = logits.double().log_softmax(-1)  # (K, n, c)
+        pred = logp.argmax(-1)  # (K, n)
+        self.loss -= logp.gather(-1, y.expand(len(logp), -1).unsqueeze(-1)).squeeze(-1).sum(1)
+        self.correct += (pred == y).sum(1)
+        for ref, agree, kl in ((ref_a, self.agree_a, self.kl_a), (ref_b, self.agree_b, self.kl_b)):
+            ref_logp = ref.double().log_softmax(-1)  # (n, c)
+            agree += (pred == ref_logp.argmax(-1)).sum(1)
+            kl += (ref_logp.exp() * (ref_logp - logp)).sum((1, 2))
+        onehot = F.one_hot(pred, logits.shape[-1]).double()  # (K, n, c)
+        self.pairs += torch.einsum("knc,jnc->kj", onehot, onehot)
+        self.n += len(y)
+
+    def result(self) -> dict[str, Any]:
+        if self.n == 0:
+            raise ValueError("cannot evaluate combinations on an empty loader")
+        per = {
+            name: (getattr(self, name) / self.n).cpu().numpy()
+            for name in ("loss", "agree_a", "agree_b", "kl_a", "kl_b")
+        }
+        per["acc"] = (self.correct / self.n).cpu().numpy()
+        k = len(self.pairs)
+        off = ~torch.eye(k, dtype=torch.bool, device=self.pairs.device)
+        pairwise = float((self.pairs[off] / self.n).mean()) if k > 1 else float("nan")
+        return {"per_sample": per, "pairwise_agreement": pairwise}
+
+
+@torch.no_grad()
+def evaluate_combinations(
+    model: nn.Module, states: Sequence[State], loader: Iterable, model_a: nn.Module,
+    model_b: nn.Module, chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """Metrics of every combination in ``states`` on ``loader``, in one batched pass.
+
+    ``model`` supplies the architecture (its own weights are not used). Returns
+    ``{"per_sample": {metric: array (K,)}, "pairwise_agreement": float}`` with metrics
+    ``loss acc agree_a agree_b kl_a kl_b dist_a dist_b``; distances are L2 norms over
+    the parameters (not buffers).
+    """
+    device = model_device(model)
+    modes = [m.training for m in (model, model_a, model_b)]
+    for m in (model, model_a, model_b):
+        m.eval()
+    try:
+        stacked = stack_states(states, device)
+        totals = _Totals(len(states), device)
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = batched_logits(model, stacked, x, chunk_size)
+            totals.update(logits, y, model_a(x), model_b(x))
+    finally:
+        for m, mode in zip((model, model_a, model_b), modes, strict=True):
+            m.train(mode)
+    out = totals.result()
+    out["per_sample"] |= weight_distances(model, states, model_a, model_b)
+    return out
+
+
+def weight_distances(
+    model: nn.Module, states: Sequence[State], model_a: nn.Module, model_b: nn.Module
+) -> dict[str, np.ndarray]:
+    """L2 distance of each state to A and to B over the parameters: ``dist_a``, ``dist_b``."""
+    names = [n for n, _ in model.named_parameters()]
+    out = {}
+    for tag, ref in (("dist_a", model_a.state_dict()), ("dist_b", model_b.state_dict())):
+        out[tag] = np.array([
+            float(sum(((s[n].double().cpu() - ref[n].double().cpu()) ** 2).sum() for n in names)) ** 0.5
+            for s in states
+        ])
+    return out
+
+
+def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Mean, std, min, quartiles and max of a distribution of per-sample values."""
+    v = np.asarray(values, dtype=np.float64)
+    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {
+        "mean": float(v.mean()), "std": float(v.std()), "min": float(q[0]), "q25": float(q[1]),
+        "median": float(q[2]), "q75": float(q[3]), "max": float(q[4]),
+    }
+
+
+def post_process_states(
+    model: nn.Module, states: Sequence[State], post: Any, lams: Sequence[float]
+) -> list[dict[str, torch.Tensor]]:
+    """Run ``post(model, lam)`` (BN reset, REPAIR, …) on each combination; new state dicts.
+
+    ``lams`` gives each combination's scalar λ (e.g. :func:`~.combine.mean_lambda`).
+    This loops over the combinations, as each needs its own pass over data.
+    """
+    import copy
+
+    out = []
+    work = copy.deepcopy(model)
+    for state, lam in zip(states, lams, strict=True):
+        work.load_state_dict(state)
+        out.append({k: v.clone() for k, v in post(work, lam).state_dict().items()})
+    return out
