@@ -42,13 +42,17 @@ def test_multirun_records_a_failed_job_and_runs_its_siblings(run_cli, tmp_path):
     proc = run_cli("train", "--multirun", "model=mlp", "recipe.epochs=2", "recipe.lr=0.05,1e30", *FAST,
                    "sweep_name=lr", check=False)
     assert proc.returncode != 0  # Hydra reports the failure after the sweep
+    assert "ended with errors. Per job:" in proc.stderr and ": ok" in proc.stderr
+    assert "failed: NonFiniteLossError" in proc.stderr
     records = _results(tmp_path / "multirun" / "train" / "lr")
     assert sorted(r["status"] for r in records) == ["failed", "ok"]
     failed = next(r for r in records if r["status"] == "failed")
     assert "NonFiniteLossError" in failed["error"] and failed["config"]["recipe"]["lr"] == 1e30
 
     report = run_cli("report", f"dirs=[{tmp_path / 'multirun' / 'train' / 'lr'}]")
-    assert "2 jobs" in report.stdout
+    assert "2 jobs (1 ok, 1 failed, 0 unfinished)" in report.stdout
+    lines = (tmp_path / "multirun" / "train" / "lr" / "report" / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["status"] for line in lines) == ["failed", "ok"]
     with (tmp_path / "multirun" / "train" / "lr" / "report" / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["status"] for r in rows) == ["failed", "ok"]

@@ -1,6 +1,7 @@
-"""``stitchwork-report``: collect the results.json files of sweeps into one table.
+"""``stitchwork-report``: collect the results.json files of sweeps into one table and figures.
 
-    stitchwork-report 'dirs=[multirun/train/default]'
+    stitchwork-report 'dirs=[multirun/stitch/default]'
+    stitchwork-report 'dirs=[multirun/stitch/a,multirun/stitch/b]' logger=wandb   # also to W&B
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ..sweep.report import collect_results, write_table
+from ..sweep.report import collect_results, write_jsonl, write_table
+from ..utils.hashing import content_hash
+from .config import to_plain
 from .entry import hydra_entry
+from .logging import open_logger
 
 log = logging.getLogger("stitchwork")
 
@@ -26,12 +30,31 @@ def task(cfg: DictConfig) -> dict:
     for path, reason in bad:
         log.warning("not counted as done: %s (%s)", path, reason)
     table = write_table(rows, out / "results.csv")
+    write_jsonl(rows, out / "results.jsonl")
     figures: list[str] = []
     for figure in cfg.get("figures", []):
         figures += [str(p) for p in instantiate(figure)(rows, out)]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "running")}
-    print(f"{len(rows)} jobs ({counts}) -> {table}; {len(bad)} unreadable; {len(figures)} figures")
+    _export(cfg, out, rows, figures)
+    print(
+        f"{len(rows)} jobs ({counts['ok']} ok, {counts['failed']} failed, {counts['running']} unfinished) "
+        f"-> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}"
+    )
     return {"table": str(table), "rows": len(rows), "unreadable": len(bad), "figures": figures, **counts}
+
+
+def _export(cfg: DictConfig, out: Path, rows: list[dict], figures: list[str]) -> None:
+    """Mirror the table and figures to the configured logger (W&B: one ``report`` run)."""
+    if cfg.logger.get("kind", "none") != "wandb":
+        return
+    name = "report-" + content_hash(sorted(str(d) for d in cfg.dirs), length=8)
+    logger = open_logger(cfg.logger, out_dir=out, app="report", job_id=name,
+                         group=cfg.get("sweep_name", "report"), config=to_plain(cfg, skip=("hydra",)))
+    try:
+        logger.log_table("results", rows)
+        logger.log_images({Path(f).stem: f for f in figures})
+    finally:
+        logger.finish()
 
 
 main = hydra_entry("report", task)

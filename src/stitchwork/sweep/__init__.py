@@ -8,7 +8,7 @@ from .records import (
     read_results,
     write_results,
 )
-from .report import collect_results, flatten, write_table
+from .report import collect_results, flatten, write_jsonl, write_table
 
 __all__ = [
     "RESULTS_FILE",
@@ -19,5 +19,6 @@ __all__ = [
     "is_done",
     "read_results",
     "write_results",
+    "write_jsonl",
     "write_table",
 ]

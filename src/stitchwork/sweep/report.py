@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -69,3 +70,13 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
 
 def _cell(value: Any) -> Any:
     return str(value) if isinstance(value, (list, tuple)) else value
+
+
+def write_jsonl(rows: list[dict], path: str | Path) -> Path:
+    """Write rows as JSON lines (one job per line; keeps numbers typed, unlike CSV)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=str) + "\n")
+    return path
