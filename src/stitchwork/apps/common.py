@@ -16,6 +16,7 @@ from ..data.base import ClassificationData
 from ..models.base import CutModel
 from ..sweep.records import JobRecord, is_done, read_results, write_results
 from ..training import TrainRecipe, fit_classifier
+from ..utils.distributed import is_main_process
 from ..zoo import ModelZoo, ZooEntry, model_identity
 from .config import job_id, to_plain
 from .logging import JobLogger, open_logger
@@ -101,6 +102,8 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
     """
     out = output_dir()
     identity = job_id(cfg)
+    if not is_main_process():  # other ranks of a data-parallel job compute, rank 0 records
+        return {"metrics": body(Job(cfg, out, identity, JobLogger("none"), JobRecord(app, identity, {})))}
     if is_done(out) and not cfg.get("force", False):
         log.info("skipping %s job %s: %s/results.json is ok (force=true reruns)", app, identity, out)
         return read_results(out)

@@ -36,10 +36,12 @@ class PreemptionCheckpoint(L.Callback):
         return str(self.path) if self.path.is_file() else None
 
     def _save(self, trainer: L.Trainer) -> None:
+        # Every rank calls save_checkpoint (a collective); only rank 0 writes the file.
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{LAST}.{os.getpid()}.tmp"
+        tmp = self.directory / f".{LAST}.tmp"
         trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
 
     def _on_signal(self, signum, frame) -> None:
         self._signalled = True

@@ -23,6 +23,7 @@ from filelock import FileLock
 from torch import nn
 
 from ..utils.atomic import atomic_torch_save, atomic_write_json
+from ..utils.distributed import is_main_process
 from ..utils.hashing import content_hash, file_sha256
 from ..utils.provenance import git_info
 
@@ -89,6 +90,8 @@ class ModelZoo:
             raise ValueError(f"on_corrupt must be 'retrain' or 'error', got {on_corrupt!r}")
         key = self.key(identity)
         self.root.mkdir(parents=True, exist_ok=True)
+        if not is_main_process():
+            return self._follow(key, identity, build, train)
         with FileLock(str(self.root / f".{key}.lock"), timeout=self.lock_timeout_s):
             if (self.entry_path(key) / METADATA).exists() or (self.entry_path(key) / CHECKPOINT).exists():
                 try:
@@ -99,6 +102,19 @@ class ModelZoo:
                     aside = self._move_aside(key)
                     log.warning("%s; moved it to %s and retraining", err, aside)
             return self._train_and_store(key, identity, build, train)
+
+    def _follow(self, key, identity, build, train) -> tuple[nn.Module, ZooEntry]:
+        """A non-zero rank of a data-parallel job: load if stored, else train alongside rank 0.
+
+        Rank 0 holds the lock and stores the result; the others never write to the zoo.
+        """
+        try:
+            return self.load(key, build)
+        except CorruptCheckpointError:
+            model = build()
+            metrics = dict(train(model))
+            return model, ZooEntry(key, self.entry_path(key), {"key": key, "identity": dict(identity),
+                                                                "metrics": metrics})
 
     def _train_and_store(self, key, identity, build, train) -> tuple[nn.Module, ZooEntry]:
         model = build()
