@@ -26,8 +26,8 @@ class MomentAccumulator:
 
     def __init__(self) -> None:
         self.n = 0
-        self._shift: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._sums: list[torch.Tensor] | None = None  # sx, sy, sxx, sxy, syy_diag
+        self._shift: tuple[torch.Tensor, torch.Tensor] | None = None  # first batch's means
+        self._sums: list[torch.Tensor] | None = None
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add one batch of paired rows (any device; reduced in float64)."""
@@ -35,24 +35,24 @@ class MomentAccumulator:
             raise ValueError(
                 f"need paired rows (m, dx) and (m, dy), got {tuple(x.shape)} and {tuple(y.shape)}"
             )
-        x, y = x.detach().to(_F64), y.detach().to(_F64)
+        dx, dy = x.shape[1], y.shape[1]
         if self._shift is None:
-            self._shift = (x.mean(0), y.mean(0))
-            self._sums = [torch.zeros_like(t) for t in self._init_shapes(x, y)]
-        if (x.shape[1], y.shape[1]) != (self._shift[0].numel(), self._shift[1].numel()):
+            self._shift = (x.detach().to(_F64).mean(0), y.detach().to(_F64).mean(0))
+            self._sums = [torch.zeros(d, dtype=_F64, device=x.device) for d in (dx, dy, (dx, dx), (dx, dy), dy)]
+        if (dx, dy) != (self._shift[0].numel(), self._shift[1].numel()):
             raise ValueError(
-                f"batch has {x.shape[1]} and {y.shape[1]} features, the first batch had "
+                f"batch has {dx} and {dy} features, the first batch had "
                 f"{self._shift[0].numel()} and {self._shift[1].numel()}"
             )
-        x, y = x - self._shift[0], y - self._shift[1]
-        for total, part in zip(self._sums, (x.sum(0), y.sum(0), x.T @ x, x.T @ y, y.square().sum(0)), strict=True):
-            total += part
-        self.n += x.shape[0]
-
-    @staticmethod
-    def _init_shapes(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        dx, dy = x.shape[1], y.shape[1]
-        return (x.new_empty(dx), x.new_empty(dy), x.new_empty(dx, dx), x.new_empty(dx, dy), x.new_empty(dy))
+        xs = torch.sub(x.detach(), self._shift[0])  # promoted to float64 in the same pass
+        ys = torch.sub(y.detach().to(x.device), self._shift[1])
+        sx, sy, sxx, sxy, syy = self._sums
+        sx += xs.sum(0)
+        sy += ys.sum(0)
+        sxx.addmm_(xs.T, xs)
+        sxy.addmm_(xs.T, ys)
+        syy += torch.linalg.vector_norm(ys, dim=0).square()
+        self.n += xs.shape[0]
 
     def moments(self) -> CrossMoments:
         """Centred covariances at the full-data means."""
