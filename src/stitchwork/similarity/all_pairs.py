@@ -1,0 +1,365 @@
+"""Every layer pair of two models in one pass: an ``L_A x L_B`` matrix per similarity measure.
+
+Each batch of the loader is run once through model A and once through model B (once in all
+when B is A), stage by stage, and every chosen cut point's output is taken on the way: no
+hooks, no re-running a model per pair. Two kinds of measure are served from that one pass:
+
+- *streamed* (``linear_cka``, ``linear_cka_debiased``): exact over every example of the
+  loader, from float64 sums kept per layer (``sum x``, ``sum x x^T`` and the row-norm terms
+  that the debiased estimator needs) and per cross pair (``sum x y^T`` ...), each layer's rows
+  shifted by its first batch's mean. These are the sums of
+  :class:`~stitchwork.similarity.LinearCKAAccumulator`, shared: a layer's own sums serve every
+  pair it is in, and each pair's cross sums are centred in ``O(d_u d_v)`` at the end. Memory
+  is that of the feature form, ``8 (sum_u d_u^2 + sum_(u,v) d_u d_v)`` bytes, *after* the
+  spatial policy: tiny for
+  ``avgpool`` / ``samples`` (d = channels), large for ``flatten`` of early conv maps. The Gram
+  form is not streamable over examples (it needs every pair of examples at once), so with
+  ``linear="auto"`` a plan whose sums exceed ``max_moment_bytes`` computes linear CKA on the
+  subset below instead, and the result says so (``n_examples``).
+- *subset* (every other measure): computed by the library function on a fixed, seeded subset
+  of ``n_subset`` examples, whose activations are kept per layer (after the spatial policy).
+
+Stages must not modify their input in place (no stitchwork model does), because a cut
+point's output is read after the next stage has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..cut import check_cut_point, cut_point_shapes
+from ._checks import SPATIAL_POLICIES, SimilarityInputError, spatial_features
+from ._pair_sums import Key, StreamedSums
+from .measures import MEASURES, get_measure
+
+#: Measures that can be streamed exactly over all examples (name -> debiased).
+STREAMABLE = {"linear_cka": False, "linear_cka_debiased": True}
+#: Measures with m(X, Y) == m(Y, X), mirrored in self-comparisons (pwcca is not symmetric).
+SYMMETRIC = frozenset(set(MEASURES) - {"pwcca"})
+LINEAR_MODES = ("auto", "stream", "subset")
+_F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class SimilarityMatrices:
+    """Matrices of similarity between the cut points of model A (rows) and model B (columns).
+
+    Attributes
+    ----------
+    rows, cols
+        Cut-point names of A and B, in the matrices' order.
+    values
+        ``measure -> (L_A, L_B)`` float64 tensor on the CPU.
+    n_examples
+        ``measure -> number of examples it was computed on`` (all of them when streamed).
+    subset
+        Positions (in loader order) of the examples of the seeded subset; empty if unused.
+    """
+
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    values: dict[str, torch.Tensor]
+    n_examples: dict[str, int]
+    subset: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    def __getitem__(self, measure: str) -> torch.Tensor:
+        return self.values[measure]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists for JSON: rows, cols, n_examples and ``matrices: {measure: [[...]]}``."""
+        return {
+            "rows": list(self.rows),
+            "cols": list(self.cols),
+            "n_examples": dict(self.n_examples),
+            "matrices": {name: m.tolist() for name, m in self.values.items()},
+        }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    rows: list[Key]
+    cols: list[Key]
+    streamed: dict[str, bool]  # measure -> debiased
+    subset: list[str]
+    dims: dict[Key, int]
+    cross: list[tuple[Key, Key]]  # pairs of distinct layers whose cross sums are kept
+
+
+def all_pairs(
+    model_a: nn.Module,
+    model_b: nn.Module | None,
+    loader: Iterable,
+    cut_points_a: Sequence[str] | None = None,
+    cut_points_b: Sequence[str] | None = None,
+    measures: Sequence[str] = ("linear_cka",),
+    spatial: str | None = None,
+    n_subset: int = 1000,
+    seed: int = 0,
+    linear: str = "auto",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    max_moment_bytes: int = 2 * 2**30,
+) -> SimilarityMatrices:
+    """Similarity of every (cut point of A, cut point of B) pair from one pass over ``loader``.
+
+    Parameters
+    ----------
+    model_a, model_b
+        Models with ordered ``stages`` and ``cut_points`` (:class:`~stitchwork.models.CutModel`);
+        ``model_b=None`` or ``model_b is model_a`` compares A with itself (one forward pass).
+        Both run in eval mode under ``no_grad`` on their own device; modes are restored.
+    loader
+        Iterable of input batches or ``(inputs, ...)`` tuples, in a fixed order, with a sized
+        ``dataset`` when a subset measure is asked for.
+    cut_points_a, cut_points_b
+        Cut points to compare (``None``: all of the model's).
+    measures
+        Names from :data:`~stitchwork.similarity.MEASURES`.
+    spatial
+        Policy for conv maps (``"flatten"``, ``"samples"``, ``"avgpool"``); required if any
+        chosen cut point is a conv map. ``"samples"`` needs equal ``h*w`` in every pair.
+    n_subset, seed
+        Size and seed of the example subset for non-streamed measures (all examples if larger).
+    linear
+        ``"stream"`` (exact over all examples; error if the sums exceed ``max_moment_bytes``),
+        ``"subset"`` (on the subset like the other measures) or ``"auto"`` (stream if it fits).
+    options
+        Keyword arguments per measure, e.g. ``{"svcca": {"keep": 0.99}}``; a linear CKA with
+        options (e.g. ``form``) is computed on the subset.
+    max_moment_bytes
+        Memory allowed for the streamed float64 sums.
+
+    Returns
+    -------
+    SimilarityMatrices
+        One ``(L_A, L_B)`` float64 matrix per measure (procrustes entries are distances), with
+        the number of examples each measure used.
+
+    Raises
+    ------
+    SimilarityInputError
+        Unknown measure, spatial policy or linear mode, a conv map without a policy, or a
+        measure failing on a pair (the message names the pair).
+    UnknownCutPointError
+        A cut point the model does not list (the message lists the valid ones).
+    """
+    model_b = model_a if model_b is None else model_b
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    plan = _make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
+                      options, max_moment_bytes)  # fmt: skip
+    _check_subset_size(n_subset)
+    picked = torch.zeros(0, dtype=torch.long)
+    if plan.subset:
+        picked = _subset_positions(_dataset_size(loader), n_subset, seed)
+    sums = StreamedSums(plan.cross) if plan.streamed else None
+    n_seen, kept = _one_pass({"a": model_a, "b": model_b}, loader, plan, spatial, sums, picked)
+    values, n_ex = {}, {}
+    for name in measures:
+        if name in plan.streamed:
+            debiased = plan.streamed[name]
+            values[name] = _matrix(plan, name, lambda u, v, d=debiased: sums.cka(u, v, d))
+            n_ex[name] = n_seen
+        else:
+            fn, kw = get_measure(name), options.get(name, {})
+            values[name] = _matrix(
+                plan, name, lambda u, v, f=fn, k=kw: float(f(kept[u], kept[v], **k))
+            )
+            n_ex[name] = len(picked)
+    rows, cols = tuple(k[1] for k in plan.rows), tuple(k[1] for k in plan.cols)
+    return SimilarityMatrices(rows, cols, values, n_ex, picked)
+
+
+def _one_pass(models, loader, plan: _Plan, spatial, sums, picked) -> tuple[int, dict]:
+    """Feed every batch once through each model; stream sums and keep the subset's rows."""
+    keys = {*plan.rows, *plan.cols}
+    kept: dict[Key, list[torch.Tensor]] = {k: [] for k in keys}
+    start = 0
+    with _eval_mode(*models.values()), torch.no_grad():
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            outs = _layer_outputs(models, x, keys)
+            if sums is not None:
+                sums.update({k: spatial_features(v, spatial, k[1]) for k, v in outs.items()})
+            if plan.subset:
+                sel = _in_subset(picked, start, x.shape[0])
+                for k, v in outs.items():  # (b, ...) -> (picked in batch, ...) -> rows
+                    kept[k].append(spatial_features(v[sel.to(v.device)], spatial, k[1]))
+            start += x.shape[0]
+    return start, ({k: torch.cat(v) for k, v in kept.items()} if plan.subset else {})
+
+
+def _make_plan(
+    model_a, model_b, cuts_a, cuts_b, measures, spatial, linear, options, budget
+) -> _Plan:
+    """Validate every argument before any data is touched; decide streamed vs subset."""
+    if isinstance(measures, str) or not measures:
+        raise SimilarityInputError(f"measures must be a non-empty list of names, got {measures!r}")
+    for name in measures:
+        get_measure(name)  # raises naming the valid measures
+    if spatial is not None and spatial not in SPATIAL_POLICIES:
+        raise SimilarityInputError(
+            f"unknown spatial policy {spatial!r}; valid policies: {', '.join(SPATIAL_POLICIES)}"
+        )
+    if linear not in LINEAR_MODES:
+        raise SimilarityInputError(
+            f"unknown linear mode {linear!r}; valid: {', '.join(LINEAR_MODES)}"
+        )
+    stray = sorted(set(options) - set(measures))
+    if stray:
+        raise SimilarityInputError(
+            f"options given for measures not asked for: {stray}; measures: {list(measures)}"
+        )
+    tag_b = "a" if model_b is model_a else "b"
+    rows = [("a", c) for c in _cut_points(model_a, cuts_a)]
+    cols = [(tag_b, c) for c in _cut_points(model_b, cuts_b)]
+    shapes = {("a", k): v for k, v in cut_point_shapes(model_a).items()}
+    shapes.update({(tag_b, k): v for k, v in cut_point_shapes(model_b).items()})
+    dims = {k: _feature_dim(k, shapes[k], spatial) for k in {*rows, *cols}}
+    if spatial == "samples":
+        _check_positions(rows, cols, shapes)
+    order = {k: i for i, k in enumerate(dict.fromkeys(rows + cols))}
+    cross = sorted(
+        {tuple(sorted((u, v), key=order.get)) for u in rows for v in cols if u != v}, key=str
+    )
+    streamable = {m: STREAMABLE[m] for m in measures if m in STREAMABLE and not options.get(m)}
+    if streamable and linear != "subset":
+        need = 8 * (
+            sum(d * d + 2 * d for d in dims.values()) + sum(dims[u] * dims[v] for u, v in cross)
+        )
+        if need > budget and linear == "stream":
+            raise SimilarityInputError(
+                f"streamed linear CKA needs {need / 2**30:.2f} GiB of float64 sums (budget "
+                f"{budget / 2**30:.2f} GiB); use spatial='avgpool' or 'samples', fewer cut points, "
+                "linear='subset', or a larger max_moment_bytes"
+            )
+        if need > budget:
+            streamable = {}
+    else:
+        streamable = {}
+    return _Plan(rows, cols, streamable, [m for m in measures if m not in streamable], dims,
+                 cross if streamable else [])  # fmt: skip
+
+
+def _cut_points(model: nn.Module, names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return list(model.cut_points)
+    if isinstance(names, str) or not names:
+        raise SimilarityInputError(f"cut points must be a non-empty list of names, got {names!r}")
+    for name in names:
+        check_cut_point(model, name)  # UnknownCutPointError lists the valid names
+    if len(set(names)) != len(names):
+        raise SimilarityInputError(f"cut points listed twice: {list(names)}")
+    return list(names)
+
+
+def _feature_dim(key: Key, shape: tuple, spatial: str | None) -> int:
+    """Features per row of a cut point's output after the spatial policy."""
+    if len(shape) == 1:
+        return int(shape[0])
+    if len(shape) != 3:
+        raise SimilarityInputError(
+            f"cut point {key[1]!r} gives examples of shape {shape}; need (d,) or (c, h, w)"
+        )
+    if spatial is None:
+        raise SimilarityInputError(
+            f"cut point {key[1]!r} is a conv map {shape}; pass spatial= one of "
+            f"{', '.join(SPATIAL_POLICIES)}"
+        )
+    c, h, w = shape
+    return c * h * w if spatial == "flatten" else c
+
+
+def _check_positions(rows: list[Key], cols: list[Key], shapes: dict[Key, tuple]) -> None:
+    """With positions as samples every compared pair needs the same number of positions."""
+
+    def positions(k: Key) -> int:
+        s = shapes[k]
+        return s[1] * s[2] if len(s) == 3 else 1
+
+    bad = [f"{u[1]}×{v[1]}" for u in rows for v in cols if positions(u) != positions(v)]
+    if bad:
+        raise SimilarityInputError(
+            f"spatial='samples' pairs rows position by position, but these cut-point pairs have "
+            f"different h*w: {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}; choose cut "
+            "points"
+            " of one resolution or spatial='avgpool' / 'flatten'"
+        )
+
+
+def _dataset_size(loader: Iterable) -> int:
+    try:
+        return len(loader.dataset)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        raise TypeError(
+            "subset measures need a loader with a sized .dataset (a torch DataLoader)"
+        ) from None
+
+
+def _check_subset_size(n_subset: int) -> None:
+    if isinstance(n_subset, bool) or not isinstance(n_subset, int) or n_subset < 4:
+        raise SimilarityInputError(f"n_subset must be an int >= 4, got {n_subset!r}")
+
+
+def _subset_positions(n_total: int, n_subset: int, seed: int) -> torch.Tensor:
+    """Sorted seeded positions of ``min(n_subset, n_total)`` examples."""
+    if n_subset >= n_total:
+        return torch.arange(n_total)
+    perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
+    return perm[:n_subset].sort().values
+
+
+def _in_subset(picked: torch.Tensor, start: int, size: int) -> torch.Tensor:
+    """Row indices within the batch at ``start`` of the picked examples."""
+    return picked[(picked >= start) & (picked < start + size)] - start
+
+
+@contextmanager
+def _eval_mode(*models: nn.Module):
+    modes = [m.training for m in models]
+    try:
+        for m in models:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+
+
+def _layer_outputs(
+    models: dict[str, nn.Module], x: torch.Tensor, keys: Iterable[Key]
+) -> dict[Key, torch.Tensor]:
+    """Run each model's stages in order once, keeping the outputs of the wanted cut points."""
+    out: dict[Key, torch.Tensor] = {}
+    for tag in sorted({k[0] for k in keys}):
+        wanted = {k[1] for k in keys if k[0] == tag}
+        model = models[tag]
+        param = next(model.parameters(), None)
+        h = x.to(param.device) if param is not None else x
+        for name, stage in model.stages.items():
+            h = stage(h)
+            if name in wanted:
+                out[(tag, name)] = h
+                if len(wanted) == sum(k[0] == tag for k in out):
+                    break  # the rest of the network is not needed
+    return out
+
+
+def _matrix(plan: _Plan, name: str, value) -> torch.Tensor:
+    """Fill the ``(L_A, L_B)`` matrix, mirroring symmetric measures in self-comparisons."""
+    M = torch.full((len(plan.rows), len(plan.cols)), float("nan"), dtype=_F64)
+    done: dict[tuple[Key, Key], float] = {}
+    for i, u in enumerate(plan.rows):
+        for j, v in enumerate(plan.cols):
+            if name in SYMMETRIC and (v, u) in done:
+                M[i, j] = done[(u, v)] = done[(v, u)]
+                continue
+            try:
+                done[(u, v)] = M[i, j] = value(u, v)
+            except (ValueError, TypeError) as err:
+                raise SimilarityInputError(f"{name} of cut points ({u[1]}, {v[1]}): {err}") from err
+    return M
