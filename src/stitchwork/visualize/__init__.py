@@ -6,6 +6,7 @@ Fourier parameterisation (colour-decorrelated for RGB), random pad/jitter/scale/
 Adam; always at the model's own input size and normalisation.
 """
 
+from .compare import Comparison, compare_models, comparison_figures
 from .examples import TopExamples, top_examples, top_variance_channels
 from .figures import GridLayout, comparison_grid, tile
 from .maximize import MaximizeSettings, Visualization, maximize, score_images
@@ -17,6 +18,7 @@ from .transforms import Augment, augment
 __all__ = [
     "Augment",
     "ChannelError",
+    "Comparison",
     "FourierImage",
     "GridLayout",
     "MaximizeSettings",
@@ -27,6 +29,8 @@ __all__ = [
     "augment",
     "channel_responses",
     "channel_values",
+    "compare_models",
+    "comparison_figures",
     "check_target",
     "comparison_grid",
     "data_statistics",
