@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import matplotlib.image as mpimg
 import pytest
 import torch
 
@@ -14,6 +15,8 @@ from stitchwork.training import TrainRecipe, fit_classifier
 from stitchwork.visualize import (
     MaximizeSettings,
     channel_responses,
+    compare_models,
+    comparison_figures,
     data_statistics,
     maximize,
     score_images,
@@ -121,3 +124,18 @@ def test_response_table_one_row_per_channel_normalised_to_reference(trained):
     assert torch.allclose(torch.tensor([r["other"] for r in rows]), want, atol=1e-6)
     assert torch.allclose(table.relative("other"), want / vis.activations, atol=1e-5)
     assert torch.allclose(score_images(model, "conv4", vis.images, channels), vis.activations, atol=1e-6)
+
+
+def test_comparison_writes_one_row_per_channel_one_column_per_model(trained, tmp_path):
+    model, data, _ = trained
+    other = Tiny10(model.input_shape, 10, width=0.5).eval()
+    models = {"A": model, "B": other, "B→A": other, "merged": copy.deepcopy(model)}
+    channels = [0, 6]
+    comparison = compare_models(models, "conv4", channels, MaximizeSettings(steps=8),
+                                batches=data.loader("test", shuffle=False), k=4)
+    assert comparison.responses.rows()[1]["merged_rel"] == pytest.approx(1.0)
+    layouts = comparison_figures(comparison, tmp_path, title="tiny10")
+    for name, layout in layouts.items():
+        assert (layout.n_rows, layout.n_cols) == (2, 4), name
+        assert mpimg.imread(tmp_path / f"{name}.png").shape[:2] == layout.size_px[::-1]
+    assert comparison.examples["A"].images.shape == (2, 4, *model.input_shape)
