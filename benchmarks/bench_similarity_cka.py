@@ -74,12 +74,14 @@ def main() -> None:
     for size in args.sizes:
         n, d = map(int, size.split("x"))
         chosen = choose_linear_form(n, d, d)
-        rows = {form: _run(n, d, form) for form in args.forms}
-        for form, r in rows.items():
+        rows = {}
+        for form in args.forms:  # print each row as soon as it is measured
+            r = rows[form] = _run(n, d, form)
             mark = "yes" if form == chosen else ""
             print(
                 f"| {n} | {d} | {form} | {mark} | {r['seconds']:.2f} | "
-                f"{r['extra_peak'] / GIB:.2f} | {2 * n * d * 4 / GIB:.2f} | {r['value']:.10f} |"
+                f"{r['extra_peak'] / GIB:.2f} | {2 * n * d * 4 / GIB:.2f} | {r['value']:.10f} |",
+                flush=True,
             )
         if len(rows) == 2:
             other = next(f for f in rows if f != chosen)
