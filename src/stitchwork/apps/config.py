@@ -58,7 +58,48 @@ def _job_id_resolver(*, _root_: DictConfig) -> str:
     return job_id(to_plain(_root_, skip=("hydra",)))
 
 
+#: Filters of ``${sw_cut_points:...}``: which activations a cut point may have.
+CUT_POINT_KINDS = ("all", "conv", "flat")
+
+
+def cut_points_of(model_cfg: DictConfig, data_cfg: DictConfig, kind: str = "all") -> list[str]:
+    """Cut points of the model that ``model_cfg`` builds for ``data_cfg``'s input.
+
+    Only constructors run (no data is loaded or downloaded). ``kind`` keeps every cut point
+    (``all``), those with conv maps ``(c, h, w)`` (``conv``) or those with flat vectors
+    (``flat``).
+    """
+    from hydra.utils import instantiate
+
+    from ..cut import cut_point_shapes
+
+    if kind not in CUT_POINT_KINDS:
+        raise ValueError(f"unknown cut point kind {kind!r}; valid: {', '.join(CUT_POINT_KINDS)}")
+    data = instantiate(data_cfg)
+    model = instantiate(model_cfg, input_shape=list(data.input_shape), num_classes=data.num_classes)
+    if kind == "all":
+        return list(model.cut_points)
+    shapes = cut_point_shapes(model)
+    want = 3 if kind == "conv" else 1
+    return [name for name in model.cut_points if len(shapes[name]) == want]
+
+
+def _cut_points_resolver(model_key: str = "model", kind: str = "all", *, _root_: DictConfig) -> str:
+    if model_key not in _root_:
+        keys = [k for k in _root_ if str(k).startswith("model")]
+        raise ValueError(f"sw_cut_points: no model config {model_key!r}; model configs here: {keys}")
+    return ",".join(cut_points_of(_root_[model_key], _root_.data, kind))
+
+
 def register_resolvers() -> None:
-    """Register ``${sw_job_id:}`` (the job's identity hash) once per process."""
+    """Register stitchwork's resolvers once per process.
+
+    ``${sw_job_id:}`` is the job's identity hash (it names job folders).
+    ``${sw_cut_points:model_a}`` (optionally ``${sw_cut_points:model_a,conv}``) is the
+    comma-separated list of the cut points of the model at that config key, for sweeping
+    every layer: ``hydra.sweeper.params: {layer_pair.front: ${sw_cut_points:model_a}}``.
+    """
     if not OmegaConf.has_resolver("sw_job_id"):
         OmegaConf.register_new_resolver("sw_job_id", _job_id_resolver, use_cache=False)
+    if not OmegaConf.has_resolver("sw_cut_points"):
+        OmegaConf.register_new_resolver("sw_cut_points", _cut_points_resolver, use_cache=False)
