@@ -1,0 +1,123 @@
+"""stitchwork-rebasin and stitchwork-combine end to end (subprocesses), and their presets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stitchwork.rebasin.apply import load_permutation
+
+TINY_MLP = ["data=mnist1d", "model=mlp", "model.width=16", "model.depth=2", "recipe=adam", "recipe.epochs=1",
+            "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+TINY_CNN = ["data=digits", "model=tiny10", "model.width=0.25", "recipe=adam", "recipe.epochs=1",
+            "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+
+
+def records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
+
+
+def test_rebasin_app_writes_barriers_permutation_and_merge(run_cli, tmp_path):
+    run_cli("rebasin", *TINY_MLP, "num_points=3", "post=repair", "post_batches=2")
+    (record,) = records(tmp_path / "outputs" / "rebasin")
+    assert record["status"] == "ok"
+    metrics = record["metrics"]
+    for key in ("barrier_test_loss_max", "barrier_test_loss_midpoint", "barrier_train_acc_linear"):
+        assert isinstance(metrics[key], float)
+    assert metrics["curve"]["lambda"] == [0.0, 0.5, 1.0]
+    job_dir = next((tmp_path / "outputs" / "rebasin").rglob("results.json")).parent
+    perm = load_permutation(job_dir / "permutation.pt")
+    assert sorted(perm) == ["fc1", "fc2"] and sorted(perm["fc1"].tolist()) == list(range(16))
+    merged = torch.load(job_dir / "merged.pt", weights_only=True)
+    assert merged["stages.fc1.1.weight"].shape == (16, 40)
+    assert (job_dir / "interpolation.png").stat().st_size > 0
+
+
+def test_combine_app_modes(run_cli, tmp_path):
+    run_cli("combine", *TINY_CNN, "k=3", "combine/sampler@sampler=per_neuron", "post=bn_reset", "post_batches=2")
+    run_cli("combine", *TINY_CNN, "mode=transitivity", "num_points=3")
+    run_cli("combine", *TINY_CNN, "mode=robustness", "k=2", "num_points=3", "qs=[0,1]")
+    by_mode = {r["config"]["mode"]: r for r in records(tmp_path / "outputs" / "combine")}
+    assert all(r["status"] == "ok" for r in by_mode.values()) and len(by_mode) == 3
+    combo = by_mode["combinability"]["metrics"]
+    assert len(combo["per_sample"]["aligned"]["loss"]) == 3 and len(combo["per_sample"]["naive"]["acc"]) == 3
+    assert 0.0 <= combo["aligned_agree_a_mean"] <= 1.0 and combo["naive_dist_a_min"] > 0
+    trans = by_mode["transitivity"]["metrics"]
+    assert {"via_c", "naive", "direct"} <= set(trans["curves"])
+    robust = by_mode["robustness"]["metrics"]
+    assert [row["q"] for row in robust["rows"]] == [0.0, 1.0]
+
+
+def compose(app: str, overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from stitchwork.apps.config import conf_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name=app, overrides=overrides)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("k=0", r"k \(number of combinations\) must be positive, got 0"),
+    ("k=-2", "must be positive"),
+    ("mode=sideways", "unknown mode"),
+    ("qs=[0.5,1.5]", r"q must be in \[0, 1\]"),
+    ("combine/sampler@sampler=vicinity sampler.eps=-1", "eps must be >= 0"),
+    ("combine/sampler@sampler=bernoulli sampler.p=2", r"p must be in \[0, 1\]"),
+])
+def test_combine_app_bad_input(override, message):
+    from stitchwork.apps.combine import check_settings
+
+    with pytest.raises(Exception, match=message):
+        check_settings(compose("combine", override.split()))
+
+
+@pytest.mark.parametrize(("app", "preset"), [
+    ("rebasin", "lmc_width"), ("combine", "combinability"), ("combine", "transitivity"), ("combine", "robustness"),
+])
+def test_presets_compose_and_instantiate(app, preset):
+    from hydra.utils import instantiate
+
+    from stitchwork.rebasin.matching import Matcher
+
+    cfg = compose(app, [f"experiment={preset}"])
+    assert cfg.sweep_name == preset and cfg.model._target_ == "stitchwork.models.ResNet20"
+    assert isinstance(instantiate(cfg.matcher), Matcher)
+    if app == "combine":
+        from stitchwork.apps.combine import check_settings
+
+        check_settings(cfg)
+
+
+@pytest.mark.parametrize("group", ["rebasin/matcher", "combine/sampler"])
+def test_every_group_option_instantiates(group):
+    from hydra.utils import instantiate
+
+    from stitchwork.apps.config import conf_dir
+    from stitchwork.rebasin.combine import LambdaSampler
+    from stitchwork.rebasin.matching import Matcher
+
+    kind = Matcher if group.endswith("matcher") else LambdaSampler
+    key = group.rsplit("/", 1)[-1]
+    for option in sorted((conf_dir() / group).glob("*.yaml")):
+        cfg = compose("combine", [f"{group}@{key}={option.stem}"])
+        assert isinstance(instantiate(cfg[key]), kind), option.stem
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("app", "preset", "tiny"), [
+    ("rebasin", "lmc_width", [*TINY_MLP, "model.width=8", "num_points=3", "post_batches=2"]),
+    ("combine", "combinability", [*TINY_CNN, "k=2"]),
+    ("combine", "transitivity", [*TINY_CNN, "num_points=3"]),
+    ("combine", "robustness", [*TINY_CNN, "k=2", "num_points=3", "qs=[0,0.5]"]),
+])
+def test_presets_run_as_tiny_multiruns(run_cli, tmp_path, app, preset, tiny):
+    run_cli(app, "--multirun", f"experiment={preset}", *tiny)
+    found = records(tmp_path / "multirun" / app / preset)
+    expected = {"lmc_width": 9, "combinability": 6, "transitivity": 2, "robustness": 2}[preset]
+    assert len(found) == expected and all(r["status"] == "ok" for r in found)
