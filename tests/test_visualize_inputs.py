@@ -141,3 +141,15 @@ def test_redirected_relu_changes_only_dead_examples_gradients():
     (-y.sum()).backward()
     # example 0 has a live unit: the usual gradient; example 1 is dead: gradient redirected
     assert torch.equal(x.grad, torch.tensor([[0.0, -2.0], [-2.0, -2.0]]))
+
+
+def test_rgb_model_optimises_in_a_decorrelated_colour_space(tiny):
+    torch.manual_seed(0)
+    model = Tiny10((3, 8, 8), 10, width=0.5).eval()
+    base = torch.randn(64, 1, 8, 8)
+    x = torch.cat([base, base + 0.3 * torch.randn_like(base), -base], 1)  # strongly correlated colours
+    rng, colour = data_statistics([(x, None)])
+    assert colour[0, 2] < 0 < colour[0, 1]  # the square root keeps the correlations' signs
+    vis = maximize(model, "conv3", [0, 1], MaximizeSettings(steps=30), pixel_range=rng, colour=colour)
+    assert vis.images.shape == (2, 3, 8, 8)
+    assert (vis.activations > torch.tensor(vis.history[0])).all()
