@@ -42,6 +42,12 @@ def choose_linear_form(n: int, dx: int, dy: int) -> str:
     return "feature" if feature <= gram else "gram"
 
 
+def sq_norm(M: torch.Tensor) -> torch.Tensor:
+    """``||M||_F^2`` as a dot product of the flattened view (no ``M.square()`` temporary)."""
+    v = M.reshape(-1)
+    return v @ v
+
+
 def _column_mean(X: torch.Tensor) -> torch.Tensor:
     """float64 column means of ``X`` without a full float64 copy; ``(n, d) -> (d,)``."""
     rows = max(1, _CHUNK_BYTES // (8 * X.shape[1]))
@@ -87,9 +93,9 @@ def _feature_stats(X: torch.Tensor, Y: torch.Tensor) -> dict[str, torch.Tensor]:
         dl.append(B.square().sum(dim=1))
     # ||Xc^T Yc||_F^2 = <Xc Xc^T, Yc Yc^T>_F: same numbers as the Gram form
     return {
-        "kl": sxy.square().sum(),
-        "kk": sxx.square().sum(),
-        "ll": syy.square().sum(),
+        "kl": sq_norm(sxy),
+        "kk": sq_norm(sxx),
+        "ll": sq_norm(syy),
         "dk": torch.cat(dk),
         "dl": torch.cat(dl),
     }

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from ._checks import SimilarityInputError, as_pair
-from .cka import cka_ratio, linear_stats, unbiased_hsic, unbiased_hsic_from_sums
+from .cka import cka_ratio, linear_stats, sq_norm, unbiased_hsic, unbiased_hsic_from_sums
 
 _F64 = torch.float64
 
@@ -192,7 +192,7 @@ class LinearCKAAccumulator:
             raise SimilarityInputError(f"need at least {need} rows, have seen {self.n}")
         m = self._m
         c = m.shifted(-m.sx / m.n, -m.sy / m.n)  # sums of centred rows
-        kl, kk, ll = c.sxy.square().sum(), c.sxx.square().sum(), c.syy.square().sum()
+        kl, kk, ll = sq_norm(c.sxy), sq_norm(c.sxx), sq_norm(c.syy)
         if not self.debiased:
             return cka_ratio(kl, kk, ll)
         # centred linear kernels: diag K = a, K 1 = 0, so K~ 1 = -a
