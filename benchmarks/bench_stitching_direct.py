@@ -5,7 +5,8 @@ Part 1 (``--rows``): the same float32 activations ``X (N, d)`` and ``Y (N, d)`` 
 baseline that concatenates everything to float64 ``[X, 1]`` and computes ``pinv([X, 1]) @ Y``.
 Reports both times, the ratio and the largest weight difference.
 
-Part 2 (``--memory``): peak RSS of each method in fresh subprocesses at several N; the
+Part 2 (``--memory``): extra peak RSS (Linux VmHWM, reset at the start of the child) of
+each method in fresh subprocesses at several N; the
 streamed child generates its chunks on the fly (as a data loader would), the baseline child
 must hold all rows.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -69,14 +69,21 @@ def compare(n: int, d: int) -> dict:
             "speedup": (t2 - t1) / (t1 - t0), "max_abs_weight_diff": diff}  # fmt: skip
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident set (VmHWM); ru_maxrss would include the parent's peak."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+
+
 def child(method: str, n: int, d: int) -> None:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the peak to the current RSS
+    base = peak_rss_kib()
     if method == "streamed":
         streamed(chunks(n, d))
     else:
         pinv_fit(list(chunks(n, d)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"method": method, "rows": n, "extra_peak_mib": (peak - base) / 1024}))
+    print(json.dumps({"method": method, "rows": n, "extra_peak_mib": (peak_rss_kib() - base) / 1024}))
 
 
 def memory(sizes: list[int], d: int) -> list[dict]:

@@ -73,16 +73,19 @@ def task_loss(
     ctx: MatchContext, *, epochs: int = 30, lr: float = 1e-3, batch_size: int = 128,
     schedule: str = "step", weight_decay: float = 0.0, cache: bool | None = None,
     loss: str = "hard", temperature: float = 1.0, l1: float = 0.0, ridge: float = 1e-6,
+    direct_init: bool | None = None,
 ) -> dict:  # fmt: skip
     """Task-loss matching: train the stitch with Adam through the frozen back of B.
 
     ``cache=None`` caches A's front activations when the training data is not augmented
-    and the cache fits in memory. Stitches that need a direct fit first (permutation) get
-    one with ``ridge``. Raises :class:`~stitchwork.training.NonFiniteLossError` on a NaN loss.
+    and the cache fits in memory. ``direct_init`` runs :func:`direct` first (``None``: only for
+    stitches that need it, e.g. permutation, with ``ridge``). Raises :class:`~stitchwork.training.NonFiniteLossError` on a NaN loss.
     """
     stitched, data = ctx.stitched, ctx.data
     report: dict[str, Any] = {}
-    if stitched.stitch.needs_direct_init:
+    if direct_init is None:
+        direct_init = stitched.stitch.needs_direct_init
+    if direct_init:
         report.update(direct(ctx, ridge=ridge))
     if not stitched.trainable_parameters():
         return {**report, "epochs": 0, "history": [], "cached": False}
@@ -118,8 +121,7 @@ def soft_task_loss(ctx: MatchContext, *, temperature: float = 4.0, **options: An
 
 def direct_then_task(ctx: MatchContext, *, ridge: float = 1e-6, **options: Any) -> dict:
     """Initialise with :func:`direct`, then train with :func:`task_loss`."""
-    first = direct(ctx, ridge=ridge)
-    return {**first, **task_loss(ctx, ridge=ridge, **options)}
+    return task_loss(ctx, ridge=ridge, direct_init=True, **options)
 
 
 def l1(ctx: MatchContext, *, l1_lambda: float = 1e-3, sparsity_tol: float = 1e-3, **options: Any) -> dict:
