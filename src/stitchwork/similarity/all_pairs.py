@@ -174,6 +174,32 @@ def all_pairs(
     return SimilarityMatrices(rows, cols, values, n_ex, picked)
 
 
+def check_all_pairs(
+    model_a: nn.Module,
+    model_b: nn.Module | None,
+    cut_points_a: Sequence[str] | None = None,
+    cut_points_b: Sequence[str] | None = None,
+    measures: Sequence[str] = ("linear_cka",),
+    spatial: str | None = None,
+    n_subset: int = 1000,
+    seed: int = 0,
+    linear: str = "auto",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    max_moment_bytes: int = 2 * 2**30,
+) -> dict[str, str]:
+    """Validate an :func:`all_pairs` request without data: ``measure -> "streamed" | "subset"``.
+
+    Runs the same checks as :func:`all_pairs` (measures, policy, cut points, shapes, memory),
+    so an app can fail in seconds on untrained copies before training any base model.
+    """
+    model_b = model_a if model_b is None else model_b
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    plan = _make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
+                      options, max_moment_bytes)  # fmt: skip
+    _check_subset_size(n_subset)
+    return {m: "streamed" if m in plan.streamed else "subset" for m in measures}
+
+
 def _one_pass(models, loader, plan: _Plan, spatial, sums, picked) -> tuple[int, dict]:
     """Feed every batch once through each model; stream sums and keep the subset's rows."""
     keys = {*plan.rows, *plan.cols}
