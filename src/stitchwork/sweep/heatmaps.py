@@ -176,8 +176,7 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") 
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     for ax, m in zip(axes, matrices, strict=True):
         cmap_name, _ = METRICS.get(m.metric, ("viridis", True))
-        cmap = matplotlib.colormaps[cmap_name].copy()
-        cmap.set_bad("0.85")
+        cmap = matplotlib.colormaps[cmap_name].with_extremes(bad="0.85")
         data = np.ma.masked_invalid(m.values)
         # accuracies on [0, 1]; normalised residuals too (1 = no better than B's mean), larger
         # ones saturate (the cell text gives the number)

@@ -1,0 +1,135 @@
+"""Every experiment preset composes, sweeps what its header says, and runs on tiny settings.
+
+The tiny runs keep each preset's sweep but cut it to one or two layers, one-epoch base models
+and one-epoch stitches (the same base models as test_apps_stitch.py, so the session zoo trains
+them once). The full presets, unchanged, run under ``-m slow`` and check the expected results
+written in their headers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from stitchwork.apps.config import conf_dir, register_resolvers
+
+#: The stitch app's presets: those whose header runs stitchwork-stitch (other apps share the group).
+PRESETS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml") if "stitchwork-stitch" in p.read_text())
+TINY = ["recipe_a.epochs=1", "recipe_b.epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+CONV = [f"conv{i}" for i in range(1, 9)]
+#: preset -> (overrides that shrink its sweep, number of jobs left)
+SHRINK = {
+    "connectivity": (["layer_pair.front=conv8", "matching.epochs=1"], 2),
+    "frankenstein": (["layer_pair.front=conv8", "matching_overrides.task_loss.epochs=1",
+                      "matching_overrides.direct_then_task.epochs=1"], 3),
+    "dm_vs_tlm": (["layer_pair.front=conv7,conv8", "layer_pair.back=conv6,conv8", "seed_b=1",
+                   "matching_overrides.task_loss.epochs=1"], 8),
+    "more_is_better": (["layer_pair.front=conv8", "front_variant=same,more_width", "matching.epochs=1"], 2),
+    "demo": (["layer_pair.front=conv8", "layer_pair.back=conv6,conv8", "matching_overrides.task_loss.epochs=1"], 4),
+}  # fmt: skip
+#: preset -> (swept key -> values) as the preset's hydra.sweeper.params resolve for tiny10
+SWEEPS = {
+    "connectivity": {"layer_pair.front": CONV + ["pool"], "random_a": ["false", "true"]},
+    "frankenstein": {"matching": ["direct", "task_loss", "direct_then_task"], "layer_pair.front": CONV + ["pool"]},
+    "dm_vs_tlm": {"seed_b": ["0", "1"], "matching": ["direct", "task_loss"], "layer_pair.front": CONV,
+                  "layer_pair.back": CONV},
+    "more_is_better": {"front_variant": ["same", "more_data", "more_width", "more_epochs"],
+                       "layer_pair.front": CONV + ["pool"]},
+    "demo": {"matching": ["direct", "task_loss"], "layer_pair.front": CONV, "layer_pair.back": CONV},
+}  # fmt: skip
+
+
+def _results(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
+
+
+def test_every_preset_is_covered_here():
+    assert set(PRESETS) == set(SHRINK) == set(SWEEPS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_and_sweeps_every_cut_point(preset):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("stitch", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    assert params == SWEEPS[preset]
+    assert cfg.sweep_name == preset
+    header = (conf_dir() / "experiment" / f"{preset}.yaml").read_text().splitlines()
+    assert header[0] == "# @package _global_"
+    text = "\n".join(line for line in header if line.startswith("#"))
+    assert f"experiment={preset}" in text and "Runtime" in text and "Expected" in text
+    if preset == "more_is_better":  # A differs from B in exactly one thing per variant
+        assert (cfg.model_a.width, cfg.data_a.train_subset, cfg.recipe_a.epochs) == (0.5, 0.25, 10)
+        assert (cfg.model_b.width, cfg.data_b.train_subset, cfg.recipe_b.epochs) == (0.5, 0.25, 10)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_runs_on_tiny_settings(preset, run_cli, tmp_path):
+    overrides, jobs = SHRINK[preset]
+    run_cli("stitch", "--multirun", f"experiment={preset}", *overrides, *TINY)
+    records = _results(tmp_path / "multirun" / "stitch" / preset)
+    assert len(records) == jobs
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    if preset == "connectivity":
+        assert sorted(r["metrics"]["random_a"] for r in records) == [False, True]
+    if preset in ("dm_vs_tlm", "demo"):
+        run_cli("report", f"dirs=[{tmp_path / 'multirun' / 'stitch' / preset}]")
+        report = tmp_path / "multirun" / "stitch" / preset / "report"
+        assert {"heatmap_matching=direct.png", "heatmap_matching=task_loss.png", "sanity.png", "sanity.csv",
+                "results.csv"} <= {p.name for p in report.iterdir()}  # fmt: skip
+        with (report / "sanity.csv").open() as handle:
+            sanity = list(csv.DictReader(handle))
+        assert {r["layer"] for r in sanity} == {"conv8"}  # the only layer both sides sweep
+
+
+# -- the full presets, unchanged (tens of minutes on 2 CPU cores) -------------------------
+def _sweep(run_cli, tmp_path, preset) -> list[dict]:
+    run_cli("stitch", "--multirun", f"experiment={preset}", "trainer.enable_progress_bar=false", timeout=7200)
+    records = _results(tmp_path / "multirun" / "stitch" / preset)
+    assert records and all(r["status"] == "ok" for r in records)
+    return [r["metrics"] | {"config": r["config"]} for r in records]
+
+
+@pytest.mark.slow
+def test_frankenstein_full(run_cli, tmp_path):
+    rows = _sweep(run_cli, tmp_path, "frankenstein")
+    assert len(rows) == 27
+    for row in rows:
+        if row["matching"] != "direct":
+            assert row["relative_acc"] >= 0.95, row
+
+
+@pytest.mark.slow
+def test_connectivity_full(run_cli, tmp_path):
+    rows = _sweep(run_cli, tmp_path, "connectivity")
+    trained = {r["layer_a"]: r["penalty"] for r in rows if not r["random_a"]}
+    random = {r["layer_a"]: r["penalty"] for r in rows if r["random_a"]}
+    assert len(trained) == len(random) == 9
+    assert max(abs(p) for p in trained.values()) <= 2.0
+    assert random["pool"] > random["conv1"] + 5.0  # a random bottom hurts most at the top
+
+
+@pytest.mark.slow
+def test_dm_vs_tlm_full(run_cli, tmp_path):
+    rows = _sweep(run_cli, tmp_path, "dm_vs_tlm")
+    assert len(rows) == 256
+    within = [r for r in rows if r["config"]["seed_b"] == 0 and r["matching"] == "direct"]
+    for row in within:  # DM self-stitch is exact; off the diagonal the residual is larger
+        if row["layer_a"] == row["layer_b"]:
+            assert row["dm_residual_test"] < 1e-6 and row["stitched_acc"] == row["acc_b"]
+        else:
+            assert row["dm_residual_test"] > 1e-3
+
+
+@pytest.mark.slow
+def test_more_is_better_full(run_cli, tmp_path):
+    rows = _sweep(run_cli, tmp_path, "more_is_better")
+    assert len(rows) == 36
+    same = [r["stitched_acc"] for r in rows if r["config"]["front_variant"] == "same"]
+    more = [r["stitched_acc"] for r in rows if r["config"]["front_variant"] == "more_data"]
+    assert sum(more) / len(more) > sum(same) / len(same)
