@@ -105,6 +105,8 @@ def test_every_group_option_instantiates(group):
     kind = Matcher if group.endswith("matcher") else LambdaSampler
     key = group.rsplit("/", 1)[-1]
     for option in sorted((conf_dir() / group).glob("*.yaml")):
+        if option.stem == "saved":  # needs a path; covered by test_saved_permutation_is_reused
+            continue
         cfg = compose("combine", [f"{group}@{key}={option.stem}"])
         assert isinstance(instantiate(cfg[key]), kind), option.stem
 

@@ -99,3 +99,17 @@ def test_bad_matcher_settings():
     a = MLP((20,), 5, 2, 16)
     with pytest.raises(ValueError, match="data"):
         ActivationMatcher()(a, a, spec_for(a))
+
+
+def test_saved_permutation_is_reused(tmp_path):
+    from stitchwork.rebasin.apply import save_permutation
+    from stitchwork.rebasin.matching import Saved
+
+    spec, model_a, model_b, pi = planted("mlp")
+    found = WeightMatcher()(model_a, model_b, spec)
+    path = save_permutation(found, tmp_path / "permutation.pt")
+    reused = Saved(str(path))(model_a, model_b, spec)
+    assert all(torch.equal(reused[p], found[p]) for p in spec.perms)
+    other = MLP((20,), 5, depth=3, width=16)
+    with pytest.raises(SpecError):
+        Saved(str(path))(other, other, spec_for(other))

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from .apply import identity_permutation
+from .apply import identity_permutation, load_permutation
 from .spec import Permutation, PermutationSpec, SpecError
 
 
@@ -54,3 +54,17 @@ class Naive:
     ) -> Permutation:
         check_compatible(spec, model_a.state_dict(), model_b.state_dict())
         return identity_permutation(spec)
+
+
+class Saved:
+    """A permutation saved earlier (e.g. a rebasin job's ``permutation.pt``), checked against the spec."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __call__(
+        self, model_a: nn.Module, model_b: nn.Module, spec: PermutationSpec,
+        data: Iterable[Any] | None = None,
+    ) -> Permutation:
+        check_compatible(spec, model_a.state_dict(), model_b.state_dict())
+        return load_permutation(self.path, spec)
