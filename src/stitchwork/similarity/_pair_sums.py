@@ -3,8 +3,9 @@
 The sums are those of :class:`~stitchwork.similarity.LinearCKAAccumulator` (rows shifted by
 their layer's first-batch mean, so large common offsets keep their digits), but shared: a
 layer's own sums ``sum z``, ``sum z z^T``, ``sum a``, ``sum a^2``, ``sum a z`` (``a = |z|^2``)
-serve every pair it is in, and each pair only adds its cross sums ``sum z w^T``, ``sum a b``,
-``sum a w`` and ``sum b z``. Centring happens once at the end, in ``O(d_u d_v)`` per pair.
+serve every pair it is in, and the pairs' cross sums ``sum z w^T``, ``sum a b``, ``sum a w``
+and ``sum b z`` are taken for all pairs at once by GEMMs over the layers stacked side by side.
+Centring happens once at the end, in ``O(d_u d_v)`` per pair.
 """
 
 from __future__ import annotations
@@ -21,48 +22,80 @@ _F64 = torch.float64
 
 
 class StreamedSums:
-    """float64 sums of shifted rows per layer and per cross pair (those of LinearCKAAccumulator)."""
+    """float64 sums of shifted rows for every (row layer, column layer) pair, in a few GEMMs.
 
-    def __init__(self, cross: list[tuple[Key, Key]]) -> None:
-        self.cross = cross
+    The rows' layers are stacked side by side into ``Z_r`` (``m x D_r``) and the columns' into
+    ``Z_c``; one batch then adds ``Z_r^T Z_c`` (every pair's ``sum z w^T`` at once), the
+    row-norm products and each layer's own sums. When rows and columns are the same layers
+    (a model against itself) ``Z_r^T Z_r`` also holds every layer's ``sum z z^T``.
+    """
+
+    def __init__(self, rows: list[Key], cols: list[Key]) -> None:
+        self.rows, self.cols, self.same = rows, cols, rows == cols
         self.layer: dict[Key, dict[str, Any]] = {}
-        self.pair: dict[tuple[Key, Key], dict[str, torch.Tensor]] = {}
+        self.joint: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    @staticmethod
+    def bytes_needed(dims: dict[Key, int], rows: list[Key], cols: list[Key]) -> int:
+        """float64 bytes of the sums (and of one batch's largest GEMM output)."""
+        d_r, d_c = sum(dims[k] for k in rows), sum(dims[k] for k in cols)
+        own = 0 if rows == cols else sum(d * d for d in dims.values())
+        return 8 * (d_r * d_c + own + (len(rows) + 2) * (d_r + d_c))
+
+    def _offsets(self, keys: list[Key]) -> dict[Key, slice]:
+        out, start = {}, 0
+        for k in keys:
+            d = self.layer[k]["sx"].numel()
+            out[k], start = slice(start, start + d), start + d
+        return out
 
     def update(self, feats: dict[Key, torch.Tensor]) -> None:
+        """Add one batch: ``feats[k]`` is layer ``k``'s ``(m, d_k)`` rows (same m for all)."""
         z, a = {}, {}
         for k, f in feats.items():
             f = f.to(_F64)
             if k not in self.layer:
-                self.layer[k] = _zeros(f.shape[1], f.device, shift=f.mean(dim=0))
+                self.layer[k] = _zeros(f.shape[1], f.device, f.mean(dim=0), own_sxx=not self.same)
             s = self.layer[k]
-            z[k] = f - s["shift"]  # (rows, d) shifted
-            a[k] = z[k].square().sum(dim=1)  # (rows,)
-            s["n"] += f.shape[0]
+            z[k] = f - s["shift"]  # (m, d) shifted
+            a[k] = z[k].square().sum(dim=1)  # (m,)
             s["sx"] += z[k].sum(dim=0)
-            s["sxx"].addmm_(z[k].T, z[k])
             s["sa"] += a[k].sum()
             s["saa"] += a[k] @ a[k]
             s["ax"].addmv_(z[k].T, a[k])
-        for u, v in self.cross:
-            if (u, v) not in self.pair:
-                self.pair[(u, v)] = _zeros_pair(z[u].shape[1], z[v].shape[1], z[u].device)
-            p = self.pair[(u, v)]
-            p["sxy"].addmm_(z[u].T, z[v])
-            p["sab"] += a[u] @ a[v]
-            p["ay"].addmv_(z[v].T, a[u])
-            p["bx"].addmv_(z[u].T, a[v])
+            if not self.same:
+                s["sxx"].addmm_(z[k].T, z[k])
+        Zr = torch.cat([z[k] for k in self.rows], dim=1)  # (m, D_r)
+        Ar = torch.stack([a[k] for k in self.rows], dim=1)  # (m, L_r)
+        Zc = Zr if self.same else torch.cat([z[k] for k in self.cols], dim=1)
+        Ac = Ar if self.same else torch.stack([a[k] for k in self.cols], dim=1)
+        if not self.joint:
+            dev, dr, dc = Zr.device, Zr.shape[1], Zc.shape[1]
+            self.joint = {"sxy": torch.zeros(dr, dc, dtype=_F64, device=dev),
+                          "sab": torch.zeros(Ar.shape[1], Ac.shape[1], dtype=_F64, device=dev),
+                          "ay": torch.zeros(Ar.shape[1], dc, dtype=_F64, device=dev),
+                          "bx": torch.zeros(Ac.shape[1], dr, dtype=_F64, device=dev)}  # fmt: skip
+        self.joint["sxy"].addmm_(Zr.T, Zc)  # (D_r, D_c): sum z w^T of every pair
+        self.joint["sab"].addmm_(Ar.T, Ac)  # (L_r, L_c): sum a b
+        self.joint["ay"].addmm_(Ar.T, Zc)  # (L_r, D_c): sum a w
+        self.joint["bx"].addmm_(Ac.T, Zr)  # (L_c, D_r): sum b z
+        self.n += Zr.shape[0]
 
     def cka(self, u: Key, v: Key, debiased: bool) -> float:
-        """Linear CKA of layers ``u`` and ``v`` over every row seen (as LinearCKAAccumulator)."""
-        x, y, n = self._centred_self(u), self._centred_self(v), self.layer[u]["n"]
+        """Linear CKA of row layer ``u`` and column layer ``v`` (as LinearCKAAccumulator)."""
+        n = self.n
         if n < (4 if debiased else 2):
             raise SimilarityInputError(f"need at least {4 if debiased else 2} rows, have seen {n}")
+        x, y = self._centred_self(u), self._centred_self(v)
         if u == v:
             kl, sab = x["kk"], x["saa"]
-        elif (u, v) in self.pair:
-            kl, sab = _centred_cross(n, self.layer[u], self.layer[v], **self.pair[(u, v)])
-        else:  # stored the other way round
-            kl, sab = _centred_cross(n, self.layer[v], self.layer[u], **self.pair[(v, u)])
+        else:
+            r, c = self._offsets(self.rows), self._offsets(self.cols)
+            i, j = self.rows.index(u), self.cols.index(v)
+            J = self.joint
+            kl, sab = _centred_cross(n, self.layer[u], self.layer[v], J["sxy"][r[u], c[v]],
+                                     J["sab"][i, j], J["ay"][i, c[v]], J["bx"][j, r[u]])  # fmt: skip
         if not debiased:
             return cka_ratio(kl, x["kk"], y["kk"])
         # centred linear kernels: diag K = a, K 1 = 0, so K~ 1 = -a (as in LinearCKAAccumulator)
@@ -78,7 +111,10 @@ class StreamedSums:
         if "kk" not in s:
             if not torch.isfinite(s["saa"]):
                 raise SimilarityInputError(f"activations of cut point {k[1]!r} hold NaN or inf")
-            n = s["n"]
+            n = self.n
+            if self.same:  # the layer's diagonal block of the joint sum z w^T
+                r = self._offsets(self.rows)[k]
+                s["sxx"] = self.joint["sxy"][r, r]
             s["kk"], s["saa_c"] = _centred_cross(n, s, s, s["sxx"], s["saa"], s["ax"], s["ax"])
             s["sa_c"] = s["sa"] - s["sx"] @ s["sx"] / n
         return {"kk": s["kk"], "sa": s["sa_c"], "saa": s["saa_c"]}
@@ -100,13 +136,9 @@ def _centred_cross(n: int, x: dict, y: dict, sxy, sab, ay, bx) -> tuple[torch.Te
     return kl, sab_c
 
 
-def _zeros(d: int, device: torch.device, shift: torch.Tensor) -> dict[str, Any]:
+def _zeros(d: int, device: torch.device, shift: torch.Tensor, own_sxx: bool) -> dict[str, Any]:
     z = {"dtype": _F64, "device": device}
-    sums = {"sx": torch.zeros(d, **z), "sxx": torch.zeros(d, d, **z), "ax": torch.zeros(d, **z)}
-    return {"n": 0, "shift": shift, "sa": torch.zeros((), **z), "saa": torch.zeros((), **z), **sums}
-
-
-def _zeros_pair(dx: int, dy: int, device: torch.device) -> dict[str, torch.Tensor]:
-    z = {"dtype": _F64, "device": device}
-    return {"sxy": torch.zeros(dx, dy, **z), "sab": torch.zeros((), **z),
-            "ay": torch.zeros(dy, **z), "bx": torch.zeros(dx, **z)}  # fmt: skip
+    sums = {"sx": torch.zeros(d, **z), "ax": torch.zeros(d, **z)}
+    if own_sxx:
+        sums["sxx"] = torch.zeros(d, d, **z)
+    return {"shift": shift, "sa": torch.zeros((), **z), "saa": torch.zeros((), **z), **sums}

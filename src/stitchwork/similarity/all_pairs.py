@@ -5,17 +5,16 @@ when B is A), stage by stage, and every chosen cut point's output is taken on th
 hooks, no re-running a model per pair. Two kinds of measure are served from that one pass:
 
 - *streamed* (``linear_cka``, ``linear_cka_debiased``): exact over every example of the
-  loader, from float64 sums kept per layer (``sum x``, ``sum x x^T`` and the row-norm terms
-  that the debiased estimator needs) and per cross pair (``sum x y^T`` ...), each layer's rows
-  shifted by its first batch's mean. These are the sums of
-  :class:`~stitchwork.similarity.LinearCKAAccumulator`, shared: a layer's own sums serve every
-  pair it is in, and each pair's cross sums are centred in ``O(d_u d_v)`` at the end. Memory
-  is that of the feature form, ``8 (sum_u d_u^2 + sum_(u,v) d_u d_v)`` bytes, *after* the
-  spatial policy: tiny for
-  ``avgpool`` / ``samples`` (d = channels), large for ``flatten`` of early conv maps. The Gram
-  form is not streamable over examples (it needs every pair of examples at once), so with
-  ``linear="auto"`` a plan whose sums exceed ``max_moment_bytes`` computes linear CKA on the
-  subset below instead, and the result says so (``n_examples``).
+  loader, from float64 sums (those of :class:`~stitchwork.similarity.LinearCKAAccumulator`,
+  rows shifted by each layer's first-batch mean), shared: each layer's own sums serve every
+  pair it is in, and every pair's cross sums come from one GEMM per batch over the layers
+  stacked side by side (see ``_pair_sums``). Memory is that of the feature form,
+  ``8 (D_A D_B + sum_u d_u^2)`` bytes with ``D`` the features summed over a model's chosen
+  layers *after* the spatial policy: tiny for ``avgpool`` / ``samples`` (d = channels),
+  large for ``flatten`` of early conv maps. The Gram form is not streamable over examples
+  (it needs every pair of examples at once), so with ``linear="auto"`` a plan whose sums
+  exceed ``max_moment_bytes`` computes linear CKA on the subset below instead, and the result
+  says so (``n_examples``).
 - *subset* (every other measure): computed by the library function on a fixed, seeded subset
   of ``n_subset`` examples, whose activations are kept per layer (after the spatial policy).
 
@@ -88,7 +87,6 @@ class _Plan:
     streamed: dict[str, bool]  # measure -> debiased
     subset: list[str]
     dims: dict[Key, int]
-    cross: list[tuple[Key, Key]]  # pairs of distinct layers whose cross sums are kept
 
 
 def all_pairs(
@@ -156,7 +154,7 @@ def all_pairs(
     picked = torch.zeros(0, dtype=torch.long)
     if plan.subset:
         picked = _subset_positions(_dataset_size(loader), n_subset, seed)
-    sums = StreamedSums(plan.cross) if plan.streamed else None
+    sums = StreamedSums(plan.rows, plan.cols) if plan.streamed else None
     n_seen, kept = _one_pass({"a": model_a, "b": model_b}, loader, plan, spatial, sums, picked)
     values, n_ex = {}, {}
     for name in measures:
@@ -248,15 +246,9 @@ def _make_plan(
     dims = {k: _feature_dim(k, shapes[k], spatial) for k in {*rows, *cols}}
     if spatial == "samples":
         _check_positions(rows, cols, shapes)
-    order = {k: i for i, k in enumerate(dict.fromkeys(rows + cols))}
-    cross = sorted(
-        {tuple(sorted((u, v), key=order.get)) for u in rows for v in cols if u != v}, key=str
-    )
     streamable = {m: STREAMABLE[m] for m in measures if m in STREAMABLE and not options.get(m)}
     if streamable and linear != "subset":
-        need = 8 * (
-            sum(d * d + 2 * d for d in dims.values()) + sum(dims[u] * dims[v] for u, v in cross)
-        )
+        need = StreamedSums.bytes_needed(dims, rows, cols)
         if need > budget and linear == "stream":
             raise SimilarityInputError(
                 f"streamed linear CKA needs {need / 2**30:.2f} GiB of float64 sums (budget "
@@ -267,8 +259,7 @@ def _make_plan(
             streamable = {}
     else:
         streamable = {}
-    return _Plan(rows, cols, streamable, [m for m in measures if m not in streamable], dims,
-                 cross if streamable else [])  # fmt: skip
+    return _Plan(rows, cols, streamable, [m for m in measures if m not in streamable], dims)
 
 
 def _cut_points(model: nn.Module, names: Sequence[str] | None) -> list[str]:
