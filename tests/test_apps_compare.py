@@ -20,7 +20,8 @@ def _record(root: Path) -> dict:
 
 def test_compare_writes_matrices_and_heatmaps(run_cli, tmp_path):
     run_cli("compare", *FAST, "model@model_a=mlp", "model_a.depth=2", "model@model_b=tiny10",
-            "model_b.width=0.25", "cut_points_b=[conv1,conv5,pool]")  # fmt: skip
+            "model_b.width=0.25", "cut_points_b=[conv1,conv5,pool]", "logger=wandb",
+            env={"WANDB_MODE": "offline"})  # fmt: skip
     record = _record(tmp_path / "outputs" / "compare")
     assert record["status"] == "ok"
     m = record["metrics"]
@@ -38,6 +39,8 @@ def test_compare_writes_matrices_and_heatmaps(run_cli, tmp_path):
     assert n_test > 120 and m["n_examples"]["rbf_cka"] == 120  # digits test split vs subset
     assert 0.0 <= min(min(r) for r in m["matrices"]["linear_cka"]) <= 1.0
     assert m["self_comparison"] is False and m["zoo_key_a"] != m["zoo_key_b"]
+    (run,) = Path(m["figures"]["linear_cka"]).parent.glob("wandb/offline-run-*")
+    assert len(list(run.rglob("media/images/heatmap/*.png"))) == len(measures)  # mirrored to W&B
 
 
 def test_self_comparison_has_unit_linear_cka_diagonal(run_cli, tmp_path):
@@ -50,6 +53,7 @@ def test_self_comparison_has_unit_linear_cka_diagonal(run_cli, tmp_path):
         assert torch.allclose(M.diagonal(), torch.ones(3, dtype=torch.float64), atol=1e-12)
         assert torch.equal(M, M.T)
         assert m[f"{name}_diag_mean"] == pytest.approx(1.0, abs=1e-12)
+        assert [r["self_rank"] for r in m["sanity"][name]] == [1, 1, 1]
     P = torch.tensor(m["matrices"]["procrustes"], dtype=torch.float64)
     assert torch.allclose(P.diagonal(), torch.zeros(3, dtype=torch.float64), atol=1e-6)
 

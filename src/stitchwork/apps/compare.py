@@ -8,20 +8,21 @@ Both models come from the zoo (trained there on first use), each with its own re
 seed; identical identities are one model run once. Measures, cut points and the spatial
 policy are checked on untrained copies first, so a bad request fails in seconds. Writes one
 matrix per measure (rows: A's cut points, columns: B's) to results.json and one heatmap PNG
-per measure beside it, and mirrors both to the logger.
+per measure beside it (drawn by ``stitchwork.sweep.heatmaps``), with Kornblith et al.'s sanity
+check (is A's layer i most similar to B's layer i?), and mirrors them to the logger.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..similarity import DISTANCES
 from ..similarity.all_pairs import SimilarityMatrices, all_pairs, check_all_pairs
+from ..sweep.heatmaps import LayerMatrix, draw_matrices, sanity_ranks
 from .common import Job, build_data, build_model, get_base_model, run_job
 from .entry import hydra_entry
 from .tables import print_table
@@ -59,7 +60,8 @@ def compare_job(job: Job) -> dict:
     for note in notes:
         log.warning("%s", note)
     figures = {
-        m: str(write_heatmap(result, m, job.out_dir / f"heatmap_{m}.png")) for m in result.values
+        m: str(draw_matrices([layer_matrix(result, m)], job.out_dir / f"heatmap_{m}.png"))
+        for m in result.values
     }
     job.logger.log_images({f"heatmap/{m}": p for m, p in figures.items()})
     job.logger.log_table("similarity", _long_rows(result))
@@ -68,6 +70,7 @@ def compare_job(job: Job) -> dict:
         **result.to_dict(),
         **_diagonal_means(result),
         "modes": modes,
+        "sanity": sanity(result),
         "figures": figures,
         "self_comparison": same,
         "zoo_key_a": entry_a.key,
@@ -76,33 +79,19 @@ def compare_job(job: Job) -> dict:
     }
 
 
-def write_heatmap(result: SimilarityMatrices, measure: str, path: Path) -> Path:
-    """One heatmap PNG of ``result[measure]``: rows A's cut points, columns B's, values printed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def layer_matrix(result: SimilarityMatrices, measure: str) -> LayerMatrix:
+    """``result[measure]`` as the sweep room's layer × layer matrix (A's cut points as rows)."""
+    kind = "distance" if measure in DISTANCES else "similarity"
+    title = f"{measure} ({kind}, n={result.n_examples[measure]})"
+    return LayerMatrix(title, measure, list(result.rows), list(result.cols), result[measure].numpy(),
+                       row_axis="model A cut point", col_axis="model B cut point")  # fmt: skip
 
-    M = result[measure].numpy()
-    rows, cols = len(result.rows), len(result.cols)
-    fig = Figure(figsize=(1.2 + 0.55 * cols, 1.0 + 0.45 * rows))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    distance = measure in DISTANCES
-    image = ax.imshow(M, cmap="magma_r" if distance else "magma", aspect="auto")
-    ax.set_xticks(range(cols), result.cols, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(rows), result.rows, fontsize=7)
-    ax.set_xlabel("model B cut point")
-    ax.set_ylabel("model A cut point")
-    ax.set_title(f"{measure} ({'distance' if distance else 'similarity'}, n={result.n_examples[measure]})",
-                 fontsize=9)  # fmt: skip
-    if rows * cols <= 400:
-        for i in range(rows):
-            for j in range(cols):
-                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=5, color="grey")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+
+def sanity(result: SimilarityMatrices) -> dict[str, list[dict]]:
+    """Per measure: does A's layer i find B's layer i most similar? (Kornblith et al.'s check.)"""
+    if not set(result.rows) & set(result.cols):
+        return {}
+    return {m: sanity_ranks(layer_matrix(result, m), m not in DISTANCES) for m in result.values}
 
 
 def _diagonal_means(result: SimilarityMatrices) -> dict[str, float]:
