@@ -59,7 +59,8 @@ ACTIVATION_CASES = [("mlp", True), ("tiny10-bn", False), ("resnet20-ln", True), 
 def test_activation_matching_recovers_planted_permutation(name, randomise, method):
     spec, model_a, model_b, pi = planted(name, randomise)
     gen = torch.Generator().manual_seed(0)
-    data = [2 * torch.randn(64, *model_a.input_shape, generator=gen) for _ in range(8)]
+    batches = 8 if name == "mlp" else 3  # MLP units die more easily on few inputs
+    data = [2 * torch.randn(64, *model_a.input_shape, generator=gen) for _ in range(batches)]
     found = ActivationMatcher(method)(model_a, model_b, spec, data)
     assert_recovers(spec, model_a, model_b, pi, found)
 
