@@ -42,7 +42,8 @@ def test_multirun_records_bad_cut_point_and_nan_loss_runs_siblings_and_skips_on_
     assert proc.returncode != 0  # Hydra reports the failures after the sweep
     records = _results(tmp_path / "multirun" / "stitch" / "t")
     assert len(records) == 4
-    by_case = {(r["config"]["layer_pair"]["front"], r["config"]["matching"]["lr"]): r for r in records}
+    lr = lambda r: r["config"]["matching"]["lr"] or float("inf")  # noqa: E731  (results store inf as null)
+    by_case = {(r["config"]["layer_pair"]["front"], lr(r)): r for r in records}
     ok = by_case[("conv4", 1e-3)]
     assert ok["status"] == "ok", ok.get("error")
     m = ok["metrics"]
