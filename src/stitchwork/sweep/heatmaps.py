@@ -25,7 +25,8 @@ NOT_GROUPING = (FRONT, BACK, "config.hydra", "config.force", "config.trainer", "
 #: metric -> (colour map, higher is better)
 METRICS = {"stitched_acc": ("viridis", True), "relative_acc": ("viridis", True),
            "dm_residual_test": ("magma_r", False), "dm_residual_fit": ("magma_r", False),
-           "penalty": ("magma_r", False), "cka_stitched_target": ("viridis", True)}  # fmt: skip
+           "penalty": ("magma_r", False), "cka_stitched_target": ("viridis", True),
+           "self_rank": ("viridis_r", False)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,9 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") 
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
     rows, cols = matrices[0].values.shape
-    fig = Figure(figsize=(1.0 + 0.45 * max(cols, 4) * len(matrices) + 1.2 * len(matrices), 1.6 + 0.4 * max(rows, 3)),
-                 layout="constrained")  # fmt: skip
+    label_width = 0.07 * max(len(label) for label in matrices[0].row_labels)  # inches of y tick text
+    width = (1.2 + label_width + 0.45 * max(cols, 4)) * len(matrices)
+    fig = Figure(figsize=(width, 1.6 + 0.4 * max(rows, 3)), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     for ax, m in zip(axes, matrices, strict=True):
         cmap_name, _ = METRICS.get(m.metric, ("viridis", True))
@@ -188,10 +190,12 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") 
         ax.set_xlabel(m.col_axis, fontsize=8)
         ax.set_ylabel(m.row_axis, fontsize=8)
         ax.set_title(m.title or m.metric, fontsize=9)
+        finite = m.values[~np.isnan(m.values)]
+        form = "{:.0f}" if np.array_equal(finite, np.round(finite)) else "{:.2f}"
         if m.values.size <= 256:
             for (i, j), v in np.ndenumerate(m.values):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="w" if _dark(image, v) else "k")
+                    ax.text(j, i, form.format(v), ha="center", va="center", fontsize=5, color="w" if _dark(image, v) else "k")
         fig.colorbar(image, ax=ax, shrink=0.8, extend="max" if bounded and np.nanmax(m.values, initial=0) > 1 else "neither")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -255,7 +259,7 @@ def sanity_summary(
         for r in ranks:
             values[i, layers.index(r["layer"])] = math.nan if r["self_rank"] is None else r["self_rank"]
     labels = [f"{name}: {sum(r['self_first'] for r in ranks)}/{len(ranks)} first" for name, ranks in lines]
-    matrix = LayerMatrix("rank of layer i among B's layers for A's layer i (1 = itself best)", "self_rank",
+    matrix = LayerMatrix("rank of B's layer i for A's layer i (1: best match)", "self_rank",
                          labels, layers, values, row_axis="", col_axis="layer i")  # fmt: skip
     return [draw_matrices([matrix], out / "sanity.png")]
 
