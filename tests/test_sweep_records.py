@@ -8,7 +8,15 @@ import os
 
 import pytest
 
-from stitchwork.sweep import JobRecord, ResultsError, collect_results, is_done, read_results, write_results, write_table
+from stitchwork.sweep import (
+    JobRecord,
+    ResultsError,
+    collect_results,
+    is_done,
+    read_results,
+    write_results,
+    write_table,
+)
 from stitchwork.utils.atomic import atomic_write_json
 from stitchwork.utils.hashing import canonical_json, content_hash
 
@@ -83,3 +91,20 @@ def test_collect_results_flattens_and_reports_unreadable(tmp_path):
     assert [r["status"] for r in table] == ["ok", "failed"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         collect_results([tmp_path / "nope"])
+
+
+def test_job_identity_folds_the_matching_override_that_applies():
+    from stitchwork.apps.config import job_id
+
+    direct = {"matching": {"_target_": "m.direct", "ridge": 0.0}, "seed": 0}
+    task = {"matching": {"_target_": "m.task_loss", "epochs": 30}, "seed": 0}
+    short = {"task_loss": {"epochs": 5}}
+    # an override for another method leaves a job's identity alone
+    assert job_id({**direct, "matching_overrides": short}) == job_id(direct)
+    assert job_id({**direct, "matching_overrides": {"task_loss": {"epochs": 9}}}) == job_id(direct)
+    # the override that applies is the same as setting the value directly
+    assert job_id({**task, "matching_overrides": short}) == job_id(
+        {"matching": {"_target_": "m.task_loss", "epochs": 5}, "seed": 0})
+    assert job_id({**task, "matching_overrides": short}) != job_id(task)
+    # runtime settings never count
+    assert job_id({**direct, "logger": {"kind": "wandb"}, "force": True, "trainer": {"devices": 4}}) == job_id(direct)

@@ -30,6 +30,7 @@ def conf_dir() -> Path:
 def identity_config(cfg: DictConfig | dict) -> dict:
     """The parts of a job config that determine its result (runtime keys dropped)."""
     plain = cfg if isinstance(cfg, dict) else to_plain(cfg, skip=("hydra",))
+    plain = _apply_matching_overrides(plain)
     out: dict[str, Any] = {}
     for key, value in plain.items():
         if key in RUNTIME_KEYS:
@@ -38,6 +39,23 @@ def identity_config(cfg: DictConfig | dict) -> dict:
             value = {k: v for k, v in value.items() if k not in RUNTIME_DATA_KEYS}
         out[key] = value
     return out
+
+
+def _apply_matching_overrides(plain: dict) -> dict:
+    """Fold the ``matching_overrides`` entry that applies into ``matching`` and drop the rest.
+
+    A sweep over methods with per-method settings then gives each job the identity of the
+    settings it actually ran with (changing task-loss epochs does not rename direct jobs).
+    """
+    if "matching_overrides" not in plain:
+        return plain
+    plain = dict(plain)
+    overrides = plain.pop("matching_overrides") or {}
+    matching = plain.get("matching")
+    if isinstance(matching, dict):
+        method = str(matching.get("_target_", "")).rsplit(".", 1)[-1]
+        plain["matching"] = {**matching, **(overrides.get(method) or {})}
+    return plain
 
 
 def job_id(cfg: DictConfig | dict) -> str:
