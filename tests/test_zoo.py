@@ -39,7 +39,7 @@ def test_second_request_loads_instead_of_training(tmp_path):
     second, again = zoo.get_or_train(IDENTITY, _build, train)
     assert train.calls == 1
     assert entry.key == again.key == ModelZoo.key(IDENTITY)
-    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     meta = json.loads((entry.path / "metadata.json").read_text())
     assert meta["metrics"] == {"test_acc": 0.75}
