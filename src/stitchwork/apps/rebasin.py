@@ -16,15 +16,13 @@ from torch import nn
 
 from ..data.base import ClassificationData
 from ..rebasin.apply import permute_model, save_permutation
-from ..rebasin.bn_reset import reset_bn_stats
 from ..rebasin.builders import spec_for
 from ..rebasin.interpolate import (
-    PostProcess,
     curve_barriers,
     interpolate_models,
     interpolation_curve,
 )
-from ..rebasin.repair import repair
+from ..rebasin.post import post_processor
 from ..rebasin.spec import Permutation, PermutationSpec
 from ..training import evaluate
 from ..utils.atomic import atomic_torch_save
@@ -33,7 +31,6 @@ from .entry import hydra_entry
 from .tables import print_table
 
 log = logging.getLogger("stitchwork")
-POSTS = ("none", "bn_reset", "repair")
 
 
 @dataclass
@@ -62,17 +59,10 @@ def match(cfg: DictConfig, ends: Endpoints, fixed: nn.Module, permutee: nn.Modul
     return matcher(fixed, permutee, ends.spec, ends.data.loader("train", shuffle=False))
 
 
-def post_process(cfg: DictConfig, ends: Endpoints, model_a: nn.Module, model_b: nn.Module) -> PostProcess | None:
+def post_process(cfg: DictConfig, ends: Endpoints, model_a: nn.Module, model_b: nn.Module):
     """The ``post`` option as a callable ``(model, lam) -> model`` (None for ``none``)."""
-    if cfg.post not in POSTS:
-        raise ValueError(f"unknown post {cfg.post!r}; valid: {', '.join(POSTS)}")
     loader = ends.data.loader("train", shuffle=False)
-    batches = cfg.get("post_batches")
-    if cfg.post == "bn_reset":
-        return lambda model, lam: reset_bn_stats(model, loader, batches)
-    if cfg.post == "repair":
-        return lambda model, lam: repair(model, model_a, model_b, ends.spec, loader, lam, batches)
-    return None
+    return post_processor(cfg.post, model_a, model_b, ends.spec, loader, cfg.get("post_batches"))
 
 
 def rebasin_job(job: Job) -> dict:

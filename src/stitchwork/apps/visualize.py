@@ -18,10 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..models.base import CutModel
 from ..rebasin.apply import permute_model
-from ..rebasin.bn_reset import reset_bn_stats
 from ..rebasin.builders import spec_for
 from ..rebasin.interpolate import interpolate_models
-from ..rebasin.repair import repair
+from ..rebasin.post import check_post, post_processor
 from ..training import evaluate
 from ..utils.atomic import atomic_torch_save
 from ..visualize import (
@@ -38,7 +37,6 @@ from .entry import hydra_entry
 from .tables import print_table
 
 log = logging.getLogger("stitchwork")
-MERGES = ("bn_reset", "repair", "none")
 
 
 def settings_from(cfg: DictConfig) -> MaximizeSettings:
@@ -52,8 +50,7 @@ def settings_from(cfg: DictConfig) -> MaximizeSettings:
 
 def check_request(cfg: DictConfig, model: CutModel, position) -> None:
     """Refuse a bad layer, channel list, position or merge before any model is trained."""
-    if cfg.merge not in MERGES:
-        raise ValueError(f"unknown merge {cfg.merge!r}; valid: {', '.join(MERGES)}")
+    check_post(cfg.merge)
     if cfg.channels == "top_variance":
         n = check_target(model, cfg.layer, [0], position)[0]
         if not 0 < int(cfg.num_channels) <= n:
@@ -80,10 +77,8 @@ def endpoints_and_merge(cfg: DictConfig, data) -> tuple[dict[str, CutModel], dic
     perm = instantiate(cfg.matcher)(model_a, model_b, spec, train)
     aligned = permute_model(model_b, spec, perm).eval()
     merged = interpolate_models(model_a, aligned, float(cfg.lam))
-    if cfg.merge == "bn_reset":
-        merged = reset_bn_stats(merged, train)
-    elif cfg.merge == "repair":
-        merged = repair(merged, model_a, aligned, spec, train, lam=float(cfg.lam))
+    post = post_processor(cfg.merge, model_a, aligned, spec, train)
+    merged = post(merged, float(cfg.lam)) if post is not None else merged
     models = {"A": model_a, "B": model_b, "B→A": aligned, f"merged ({cfg.merge})": merged.eval()}
     return models, {"permutation": perm.get(cfg.layer)}
 
