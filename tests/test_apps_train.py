@@ -74,8 +74,16 @@ def test_bad_model_option_fails_with_a_clear_message(run_cli, tmp_path):
     assert record["status"] == "failed" and "width must be positive" in record["error"]
 
 
-def test_wandb_offline_logger_writes_one_run_per_job(run_cli, tmp_path):
-    run_cli("train", "model=mlp", "recipe.epochs=1", "logger=wandb", *FAST, env={"WANDB_MODE": "offline"})
-    job_dir = next((tmp_path / "outputs").rglob("results.json")).parent
-    runs = list((job_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+def test_wandb_offline_sweep_writes_one_run_per_job_with_the_logged_keys(run_cli, tmp_path):
+    run_cli("train", "--multirun", "model=mlp", "recipe.epochs=1", "seed=0,1", "logger=wandb", "sweep_name=wb",
+            *FAST, env={"WANDB_MODE": "offline"})
+    job_dirs = [p.parent for p in (tmp_path / "multirun" / "train" / "wb").rglob("results.json")]
+    assert len(job_dirs) == 2
+    for job_dir in job_dirs:
+        runs = list((job_dir / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1  # one run per job, finished before the next job starts
+        (run_file,) = runs[0].glob("run-*.wandb")
+        assert run_file.name == f"run-train-{job_dir.name}.wandb"  # run id from the job id
+        content = run_file.read_bytes()
+        for key in (b"train/loss", b"val/acc", b"test_acc", b"zoo_key", b'"wb"'):  # curves, metrics, group
+            assert key in content, key

@@ -47,8 +47,12 @@ def get_base_model(
     zoo_cfg: DictConfig,
     trainer_cfg: DictConfig | None = None,
     data: ClassificationData | None = None,
+    logger: Any = False,
 ) -> tuple[CutModel, ZooEntry]:
-    """The trained base model that (model, data, recipe, seed) names, from the zoo or trained now."""
+    """The trained base model that (model, data, recipe, seed) names, from the zoo or trained now.
+
+    ``logger`` (a Lightning logger) receives the training curves when training happens.
+    """
     data = data if data is not None else build_data(data_cfg)
     recipe = TrainRecipe.from_dict(OmegaConf.to_container(recipe_cfg, resolve=True))
     identity = model_identity(
@@ -70,7 +74,8 @@ def get_base_model(
     def train(net: CutModel) -> dict:
         log.info("training base model %s (seed %d) into zoo %s", model_cfg._target_, seed, zoo.root)
         return fit_classifier(
-            net, data, recipe, seed=seed, trainer_options=trainer_options(trainer_cfg), checkpoint_dir=partial
+            net, data, recipe, seed=seed, trainer_options=trainer_options(trainer_cfg), checkpoint_dir=partial,
+            logger=logger,
         )
 
     return zoo.get_or_train(identity, build, train, on_corrupt=zoo_cfg.get("on_corrupt", "retrain"))

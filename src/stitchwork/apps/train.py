@@ -17,7 +17,9 @@ from .tables import print_cut_points, print_table
 def train_job(job: Job) -> dict:
     cfg = job.cfg
     data = build_data(cfg.data)
-    model, entry = get_base_model(cfg.model, cfg.data, cfg.recipe, cfg.seed, cfg.zoo, cfg.trainer, data=data)
+    model, entry = get_base_model(
+        cfg.model, cfg.data, cfg.recipe, cfg.seed, cfg.zoo, cfg.trainer, data=data, logger=job.logger.lightning
+    )
     metrics = dict(entry.metadata["metrics"])
     name = f"{cfg.model._target_.rsplit('.', 1)[-1]} seed={cfg.seed}"
     print_table(
