@@ -85,5 +85,5 @@ def test_wandb_offline_sweep_writes_one_run_per_job_with_the_logged_keys(run_cli
         (run_file,) = runs[0].glob("run-*.wandb")
         assert run_file.name == f"run-train-{job_dir.name}.wandb"  # run id from the job id
         content = run_file.read_bytes()
-        for key in (b"train/loss", b"val/acc", b"test_acc", b"zoo_key", b'"wb"'):  # curves, metrics, group
+        for key in (b"train/loss", b"val/acc", b"test_acc", b'"wb"'):  # curves, metrics, group
             assert key in content, key
