@@ -1,0 +1,64 @@
+"""Every primary config composes, and every data, model and recipe config instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from stitchwork.apps.config import conf_dir, register_resolvers
+from stitchwork.models.base import CutModel
+from stitchwork.training import TrainRecipe
+
+from .real_format_files import write_imagefolder
+
+CONF = conf_dir()
+PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
+
+
+def _names(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _resolvers():
+    register_resolvers()
+
+
+@pytest.mark.parametrize("name", PRIMARY)
+def test_primary_config_composes(name):
+    overrides = ["dirs=[x]"] if name == "report" else []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    assert OmegaConf.select(cfg, "hydra.run.dir") is not None
+
+
+@pytest.mark.parametrize("data", _names("data"))
+@pytest.mark.parametrize("model", _names("model"))
+def test_every_model_builds_on_every_data_shape(data, model, tmp_path):
+    overrides = [f"data={data}", f"model={model}"]
+    if data == "imagefolder":
+        write_imagefolder(tmp_path, size=8)
+        overrides += [f"data.root={tmp_path}", "data.image_size=32"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="layers", overrides=overrides)
+    dm = instantiate(cfg.data)
+    if data == "mnist1d" and model != "mlp":
+        with pytest.raises(Exception, match="needs image input"):  # Hydra wraps the ValueError
+            instantiate(cfg.model, input_shape=list(dm.input_shape), num_classes=dm.num_classes)
+        return
+    net = instantiate(cfg.model, input_shape=list(dm.input_shape), num_classes=dm.num_classes)
+    assert isinstance(net, CutModel) and net.input_shape == tuple(dm.input_shape)
+
+
+@pytest.mark.parametrize("recipe", _names("recipe"))
+def test_every_recipe_is_valid(recipe):
+    values = OmegaConf.to_container(OmegaConf.load(CONF / "recipe" / f"{recipe}.yaml"))
+    assert TrainRecipe.from_dict(values).epochs > 0
+
+
+def test_conf_dir_is_the_repository_conf():
+    assert CONF == Path(__file__).resolve().parents[1] / "conf"
