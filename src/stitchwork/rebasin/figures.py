@@ -13,20 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ..utils.figures import new_figure, save_figure
 
 
 def plot_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
     """Loss and accuracy against λ, one line per (label, split); saved to ``path``."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = new_figure((9, 3.5))
+    axes = fig.subplots(1, 2)
     for label, curve in curves.items():
         for split in (s for s in curve if s != "lambda"):
             for ax, quantity in zip(axes, ("loss", "acc"), strict=True):
@@ -36,17 +29,13 @@ def plot_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
         ax.set_ylabel(quantity)
     axes[1].legend(fontsize="small")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_histograms(samples: Mapping[str, Sequence[float]], path: str | Path, xlabel: str) -> Path:
     """Overlaid histograms of per-combination values, one per label; saved to ``path``."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = new_figure((5, 3.5))
+    ax = fig.subplots()
     values = [np.asarray(v, dtype=float) for v in samples.values()]
     bins = np.histogram_bin_edges(np.concatenate(values), bins=20)
     for label, v in zip(samples, values, strict=True):
@@ -55,11 +44,7 @@ def plot_histograms(samples: Mapping[str, Sequence[float]], path: str | Path, xl
     ax.set_ylabel("combinations")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _records(rows: Sequence[Mapping], app: str) -> list[tuple[str, dict]]:

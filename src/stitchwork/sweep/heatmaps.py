@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.figures import new_figure, save_figure
+
 FRONT, BACK = "config.layer_pair.front", "config.layer_pair.back"
 #: Row columns that never define a group (identity, outcome, the layer pair itself).
 NOT_GROUPING = (FRONT, BACK, "config.hydra", "config.force", "config.trainer", "config.zoo", "config.logger")
@@ -169,12 +171,10 @@ def slug(text: str) -> str:
 def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") -> Path:
     """One PNG with a heatmap panel per matrix (empty cells grey, values written when few)."""
     import matplotlib
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
     rows, cols = matrices[0].values.shape
     label_width = 0.07 * max(len(label) for label in matrices[0].row_labels)  # inches of y tick text
     width = (1.2 + label_width + 0.45 * max(cols, 4)) * len(matrices)
-    fig = Figure(figsize=(width, 1.6 + 0.4 * max(rows, 3)), layout="constrained")
+    fig = new_figure((width, 1.6 + 0.4 * max(rows, 3)), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     for ax, m in zip(axes, matrices, strict=True):
         cmap_name, _ = METRICS.get(m.metric, ("viridis", True))
@@ -199,9 +199,7 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") 
         fig.colorbar(image, ax=ax, shrink=0.8, extend="max" if bounded and np.nanmax(m.values, initial=0) > 1 else "neither")
     if title:
         fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, path)
 
 
 def _dark(image, value: float) -> bool:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..utils.figures import new_figure, save_figure
+
 
 @dataclass(frozen=True)
 class GridLayout:
@@ -65,9 +67,6 @@ def comparison_grid(
         Optional ``model name -> one short string per row`` printed under each cell
         (e.g. the relative response).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     names = list(columns)
     if not names:
         raise ValueError("comparison_grid needs at least one column")
@@ -78,8 +77,7 @@ def comparison_grid(
     notes = notes or {}
     head, left, foot = 0.5 + (0.3 if title else 0.0), 0.6, 0.25 if notes else 0.05
     width, height = left + cell_inches * len(names), head + foot + cell_inches * n_rows
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = new_figure((width, height), dpi=dpi)
     axes = fig.subplots(n_rows, len(names), squeeze=False)
     fig.subplots_adjust(
         left=left / width, right=1 - 0.05 / width, top=1 - head / height, bottom=foot / height,
@@ -97,8 +95,6 @@ def comparison_grid(
         axes[i][0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    path = save_figure(fig, path, dpi=dpi)
     size = (round(width * dpi), round(height * dpi))
     return GridLayout(path, n_rows, len(names), tuple(names), tuple(row_labels), size)
