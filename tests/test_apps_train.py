@@ -75,8 +75,9 @@ def test_bad_model_option_fails_with_a_clear_message(run_cli, tmp_path):
 
 
 def test_wandb_offline_sweep_writes_one_run_per_job_with_the_logged_keys(run_cli, tmp_path):
+    # a zoo of its own, so that both models are trained here and their curves logged
     run_cli("train", "--multirun", "model=mlp", "recipe.epochs=1", "seed=0,1", "logger=wandb", "sweep_name=wb",
-            *FAST, env={"WANDB_MODE": "offline"})
+            f"zoo.root={tmp_path / 'zoo'}", *FAST, env={"WANDB_MODE": "offline"})
     job_dirs = [p.parent for p in (tmp_path / "multirun" / "train" / "wb").rglob("results.json")]
     assert len(job_dirs) == 2
     for job_dir in job_dirs:
