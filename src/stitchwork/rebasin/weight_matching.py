@@ -21,19 +21,31 @@ from .matching import check_compatible
 from .spec import Permutation, PermutationSpec
 
 
+def _fixed_side(
+    spec: PermutationSpec, state_a: Mapping[str, torch.Tensor]
+) -> dict[str, list[tuple[str, int, torch.Tensor]]]:
+    """Per permutation, its ``(key, axis, W_A as (n, rest))`` terms: A never changes, so once."""
+    terms: dict[str, list[tuple[str, int, torch.Tensor]]] = {}
+    for p in spec.perms:
+        n = spec.perm_sizes[p]
+        terms[p] = [
+            (key, axis, state_a[key].movedim(axis, 0).reshape(n, -1))  # (n, rest)
+            for key, axis in spec.perm_to_axes[p]
+            if key not in spec.buffers
+        ]
+    return terms
+
+
 def _similarity(
     spec: PermutationSpec, perm: Permutation, p: str,
-    state_a: Mapping[str, torch.Tensor], state_b: Mapping[str, torch.Tensor],
+    fixed: list[tuple[str, int, torch.Tensor]], state_b: Mapping[str, torch.Tensor],
 ) -> torch.Tensor:
     """``(n, n)`` float64: entry ``[i, j]`` = similarity of A's unit i and B's unit j."""
     n = spec.perm_sizes[p]
-    sim = torch.zeros(n, n, dtype=torch.float64, device=next(iter(state_a.values())).device)
-    for key, axis in spec.perm_to_axes[p]:
-        if key in spec.buffers:
-            continue
-        w_a = state_a[key].movedim(axis, 0).reshape(n, -1)  # (n, rest)
+    sim = torch.zeros(n, n, dtype=torch.float64, device=next(iter(state_b.values())).device)
+    for key, axis, w_a in fixed:
         w_b = permute_tensor(spec, perm, key, state_b[key], except_axis=axis)
-        sim += w_a @ w_b.movedim(axis, 0).reshape(n, -1).T
+        sim.addmm_(w_a, w_b.movedim(axis, 0).reshape(n, -1).T)
     return sim
 
 
@@ -64,17 +76,16 @@ def weight_matching(
     perm = {p: v.to(device) for p, v in (init or identity_permutation(spec)).items()}
     gen = torch.Generator().manual_seed(int(seed))
     names = spec.perms
+    fixed = _fixed_side(spec, a)
     for _ in range(max_sweeps):
         gained = False
         for index in torch.randperm(len(names), generator=gen).tolist():
             p = names[index]
-            sim = _similarity(spec, perm, p, a, b)
-            _, cols = linear_sum_assignment(sim.cpu().numpy(), maximize=True)
-            new = torch.as_tensor(cols, device=device)
-            rows = torch.arange(len(cols), device=device)
-            old = sim[rows, perm[p]].sum()
-            if sim[rows, new].sum() - old > 1e-12 * (1.0 + old.abs()):
-                gained, perm[p] = True, new
+            sim = _similarity(spec, perm, p, fixed[p], b).cpu().numpy()
+            rows, cols = linear_sum_assignment(sim, maximize=True)
+            old = sim[rows, perm[p].cpu().numpy()].sum()
+            if sim[rows, cols].sum() - old > 1e-12 * (1.0 + abs(old)):
+                gained, perm[p] = True, torch.as_tensor(cols, device=device)
         if history is not None:
             history.append(_objective(spec, perm, a, b))
         if not gained:
