@@ -350,20 +350,30 @@ def _eval_mode(*models: nn.Module):
 def _layer_outputs(
     models: dict[str, nn.Module], x: torch.Tensor, keys: Iterable[Key]
 ) -> dict[Key, torch.Tensor]:
-    """Run each model's stages in order once, keeping the outputs of the wanted cut points."""
+    """Run each model's stages in order once, keeping the outputs of the wanted cut points.
+
+    Each model runs on its own device; the outputs are returned on A's, where the pair
+    sums and subset measures combine them.
+    """
     out: dict[Key, torch.Tensor] = {}
+    home = _device_of(models["a"], x)
     for tag in sorted({k[0] for k in keys}):
         wanted = {k[1] for k in keys if k[0] == tag}
         model = models[tag]
-        param = next(model.parameters(), None)
-        h = x.to(param.device) if param is not None else x
+        h = x.to(_device_of(model, x))
         for name, stage in model.stages.items():
             h = stage(h)
             if name in wanted:
-                out[(tag, name)] = h
+                out[(tag, name)] = h.to(home)
                 if len(wanted) == sum(k[0] == tag for k in out):
                     break  # the rest of the network is not needed
     return out
+
+
+def _device_of(model: nn.Module, x: torch.Tensor) -> torch.device:
+    """The model's device (its first parameter's), or the input's for a parameterless model."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else x.device
 
 
 def _matrix(plan: _Plan, name: str, value) -> torch.Tensor:

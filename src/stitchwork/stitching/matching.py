@@ -105,11 +105,11 @@ def task_loss(
                "num_sanity_val_steps": 0, "enable_progress_bar": False}  # fmt: skip
     options.update(ctx.trainer_options or {})
     options.update(max_epochs=epochs)
-    start = time.perf_counter()
+    home, start = model_device(stitched), time.perf_counter()
     with warnings.catch_warnings():  # the frozen donors are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
         L.Trainer(**options).fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    stitched.eval()
+    stitched.to(home).eval()  # Lightning's teardown moved it (and so parts of the donors) to the CPU
     return {**report, "epochs": epochs, "cached": cached, "train_time_s": time.perf_counter() - start,
             "history": module.history}  # fmt: skip
 

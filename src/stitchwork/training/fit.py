@@ -11,7 +11,7 @@ from torch import nn
 
 from ..data.base import ClassificationData
 from .classifier import Classifier
-from .evaluate import evaluate
+from .evaluate import evaluate, model_device
 from .recipe import TrainRecipe
 from .resume import PreemptionCheckpoint
 
@@ -29,7 +29,8 @@ def fit_classifier(
     """Train ``net`` in place and return its accuracy and loss on every split.
 
     ``trainer_options`` go to ``lightning.Trainer`` (accelerator, devices, progress bar,
-    ...); epochs and precision come from the recipe. With ``checkpoint_dir``, training
+    ...); epochs and precision come from the recipe. ``net`` ends on the device it came on
+    (the split metrics are computed there). With ``checkpoint_dir``, training
     is preemption-safe: ``last.ckpt`` there is kept current (every epoch, and on
     SIGUSR2), a later call with the same folder resumes from it, and it is removed once
     training completes. Returns ``{"train_acc", "val_acc", "test_acc", "*_loss",
@@ -44,6 +45,7 @@ def fit_classifier(
         options["callbacks"] = [*options.get("callbacks", []), preemption]
     options.setdefault("plugins", slurm_plugins())
     data.setup("fit")
+    home = model_device(net)
     start = time.perf_counter()
     trainer = L.Trainer(**options)
     module = Classifier(net, recipe, data.num_classes)
@@ -54,6 +56,7 @@ def fit_classifier(
         val_dataloaders=data.loader("val") if len(data.val_set) else None,
         ckpt_path=resume,
     )
+    net.to(home)  # Lightning's teardown leaves the module on the CPU; trained in place stays put
     if preemption is not None:
         preemption.discard()
     wall = time.perf_counter() - start
