@@ -2,13 +2,16 @@
 
 Both run Git Re-Basin's coordinate ascent on the same two random ResNet-20s with the same
 visiting order (drawn once from the same seeded torch generator) for the same number of
-sweeps, and must return the same permutations (checked). Both are warmed up, and the
-best of three runs is kept. The numpy reference is the textbook
+sweeps, and must return the same permutations (checked). Two settings: a fixed number of
+sweeps (``--sweeps``, setup included), and a whole matching run to convergence (as many
+sweeps as stitchwork needed, at most 100; the reference is given that many). Both are
+warmed up, and the best of three runs is kept. The numpy reference is the textbook
 version: numpy float64 arrays, ``np.take`` to apply the other permutations, ``@`` for the
-similarity, scipy's ``linear_sum_assignment``.
+similarity, scipy's ``linear_sum_assignment``. ``--device cuda`` runs stitchwork on the GPU
+(the reference stays on the CPU).
 
     python benchmarks/bench_rebasin_weight_matching.py                  # widths 1, 4, 8; 2 sweeps
-    python benchmarks/bench_rebasin_weight_matching.py --widths 1 2 --sweeps 3
+    python benchmarks/bench_rebasin_weight_matching.py --widths 1 2 --sweeps 3 --device cuda
 """
 
 from __future__ import annotations
@@ -57,37 +60,52 @@ def visiting_orders(spec, sweeps: int, seed: int) -> list[list[str]]:
     return [[names[i] for i in torch.randperm(len(names), generator=gen).tolist()] for _ in range(sweeps)]
 
 
-def bench(width: int, sweeps: int, seed: int = 0, repeats: int = 3) -> dict:
+def bench(width: int, sweeps: int | None, device: str, seed: int = 0, repeats: int = 3) -> dict:
+    """Seconds per sweep of both; ``sweeps=None``: run to convergence."""
     torch.manual_seed(0)
     model_a, model_b = ResNet20((3, 32, 32), 10, width=width), ResNet20((3, 32, 32), 10, width=width)
     spec = spec_for(model_a)
     state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    on_device = [{k: v.to(device) for k, v in s.items()} for s in (state_a, state_b)]
+    history: list[float] = []
+    weight_matching(spec, *on_device, max_sweeps=sweeps or 100, seed=seed, history=history)  # warm up
+    sweeps = len(history)
     orders = visiting_orders(spec, sweeps, seed)
-    weight_matching(spec, state_a, state_b, max_sweeps=1, seed=seed)  # warm up both
     numpy_weight_matching(spec, state_a, state_b, orders[:1])
     t_ours = t_ref = float("inf")
     for _ in range(repeats):  # best of `repeats`: the machine may be shared
+        _sync(device)
         start = time.perf_counter()
-        ours = weight_matching(spec, state_a, state_b, max_sweeps=sweeps, seed=seed)
+        ours = weight_matching(spec, *on_device, max_sweeps=sweeps, seed=seed)
+        _sync(device)
         t_ours = min(t_ours, time.perf_counter() - start)
         start = time.perf_counter()
         ref = numpy_weight_matching(spec, state_a, state_b, orders)
         t_ref = min(t_ref, time.perf_counter() - start)
     same = all(np.array_equal(ours[p].numpy(), ref[p]) for p in spec.perms)
-    return {"width": width, "ours": t_ours / sweeps, "numpy": t_ref / sweeps, "same": same}
+    return {"width": width, "sweeps": sweeps, "ours": t_ours / sweeps, "numpy": t_ref / sweeps, "same": same}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--sweeps", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.sweeps} sweeps each")
-    print("| ResNet-20 width | stitchwork s/sweep | numpy s/sweep | numpy / stitchwork | same permutations |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, stitchwork on {args.device}")
+    print("| ResNet-20 width | sweeps | stitchwork s/sweep | numpy s/sweep | numpy / stitchwork | same permutations |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for width in args.widths:
-        r = bench(width, args.sweeps)
-        print(f"| ×{width} | {r['ours']:.3f} | {r['numpy']:.3f} | {r['numpy'] / r['ours']:.2f}× | {r['same']} |")
+        for sweeps in (args.sweeps, None):
+            r = bench(width, sweeps, args.device)
+            label = f"{r['sweeps']}" if sweeps else f"{r['sweeps']} (to convergence)"
+            print(f"| ×{width} | {label} | {r['ours']:.4f} | {r['numpy']:.4f} | {r['numpy'] / r['ours']:.2f}× "
+                  f"| {r['same']} |", flush=True)
 
 
 if __name__ == "__main__":

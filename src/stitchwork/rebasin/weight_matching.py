@@ -1,52 +1,136 @@
 """Weight matching (Git Re-Basin, Ainsworth et al. 2023): coordinate ascent on ⟨W_A, π(W_B)⟩.
 
 Each sweep visits the permutations in a seeded random order; for permutation ``p`` it
-sums ``W_A · π(W_B)ᵀ`` over every parameter axis ``p`` touches (the other permutations
-already applied to B) and solves the linear assignment problem exactly. Similarities are
-float64 torch products on the models' device; the assignment is scipy's
-``linear_sum_assignment``. BatchNorm running statistics are permuted but not matched.
+forms ``S = Σ W_A · π(W_B)ᵀ`` over every parameter axis ``p`` touches (the other
+permutations already applied to B) and solves the linear assignment problem exactly with
+scipy's ``linear_sum_assignment``. Products are float64, on the models' device: torch on
+a GPU, numpy on the CPU (there numpy's BLAS calls cost less per call than torch's, which
+is what a sweep over many small matrices pays for). BatchNorm running statistics are
+permuted but not matched.
+
+Speed (``benchmarks/bench_rebasin_weight_matching.py``): the textbook loop re-permutes and
+reshapes every tensor of ``p``'s terms on every visit. Here every term is laid out once with
+``p``'s axis first, B's with the current permutations applied, and its product is cached
+until a permutation it depends on changes; a change re-indexes only the terms it touches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .apply import identity_permutation, permute_tensor
+from .apply import permute_tensor
 from .matching import check_compatible
 from .spec import Permutation, PermutationSpec
 
+Array = Any  # a numpy array (CPU) or a torch tensor (GPU)
 
-def _fixed_side(
-    spec: PermutationSpec, state_a: Mapping[str, torch.Tensor]
-) -> dict[str, list[tuple[str, int, torch.Tensor]]]:
-    """Per permutation, its ``(key, axis, W_A as (n, rest))`` terms: A never changes, so once."""
-    terms: dict[str, list[tuple[str, int, torch.Tensor]]] = {}
-    for p in spec.perms:
-        n = spec.perm_sizes[p]
-        terms[p] = [
-            (key, axis, state_a[key].movedim(axis, 0).reshape(n, -1))  # (n, rest)
-            for key, axis in spec.perm_to_axes[p]
-            if key not in spec.buffers
+
+@dataclass(frozen=True)
+class _Ops:
+    """The few array operations matching needs, for numpy arrays or torch tensors."""
+
+    take: Callable[[Array, Array, int], Array]  # (x, index, axis), a new array
+    axis_first: Callable[[Array, int], Array]  # a contiguous array with that axis moved first
+    index: Callable[[np.ndarray], Array]  # an int index array as this backend's index
+    numpy: Callable[[Array], np.ndarray]
+
+
+_NUMPY = _Ops(
+    take=lambda x, i, axis: np.take(x, i, axis=axis),
+    axis_first=lambda x, axis: np.ascontiguousarray(np.moveaxis(x, axis, 0)),
+    index=lambda i: i, numpy=lambda x: x,
+)
+
+
+def _torch_ops(device: torch.device) -> _Ops:
+    return _Ops(
+        take=lambda x, i, axis: x.index_select(axis, i),
+        axis_first=lambda x, axis: x.movedim(axis, 0).contiguous(),
+        index=lambda i: torch.as_tensor(i, device=device), numpy=lambda x: x.cpu().numpy(),
+    )
+
+
+class _Term:
+    """One parameter seen from one permutation ``p``: A's and B's tensor with ``p``'s axis first.
+
+    B's keeps ``p``'s own units in their original order and every other permuted axis in
+    the current permutations' order, so ``a @ b.T`` is the textbook similarity term.
+    The product is kept with the versions of the permutations it depends on.
+    """
+
+    __slots__ = ("key", "a", "b", "others", "stamp", "product")
+
+    def __init__(self, key: str, a: Array, b: Array, others: tuple[tuple[str, int], ...]):
+        self.key, self.a, self.b, self.others = key, a.reshape(len(a), -1), b, others
+        self.stamp: tuple[int, ...] | None = None
+        self.product: Array = None
+
+    def b_matrix(self) -> Array:
+        return self.b.reshape(len(self.b), -1)
+
+
+class _Layouts:
+    """Every permutation's terms, their cached products, and who re-indexes whom.
+
+    A term is multiplied again only when a permutation on one of its other axes has
+    changed since: terms with none (norm and bias vectors, first-layer weights) once per
+    matching, and in late sweeps, when few permutations still move, almost nothing.
+    """
+
+    def __init__(self, spec: PermutationSpec, a: Mapping[str, Array], b: Mapping[str, Array], ops: _Ops):
+        self.ops = ops
+        self.terms: dict[str, list[_Term]] = {}
+        #: permutation q -> the (term, axis of q in term.b) that q re-indexes
+        self.touches: dict[str, list[tuple[_Term, int]]] = {q: [] for q in spec.perms}
+        for p in spec.perms:
+            terms = []
+            for key, axis in spec.perm_to_axes[p]:
+                if key not in a:  # buffers are permuted, not matched
+                    continue
+                rest = [q for i, q in enumerate(spec.axes_to_perm[key]) if i != axis]
+                others = tuple((q, i + 1) for i, q in enumerate(rest) if q is not None)
+                terms.append(_Term(key, ops.axis_first(a[key], axis), ops.axis_first(b[key], axis), others))
+                for q, b_axis in others:
+                    self.touches[q].append((terms[-1], b_axis))
+            self.terms[p] = terms
+        #: how often each permutation changed; a cached product is valid while its stamp holds
+        self.version = dict.fromkeys(spec.perms, 0)
+        seen: set[str] = set()
+        #: one (permutation, term) per matched key, and the keys no permutation touches
+        self.first_terms = [
+            (p, t) for p, terms in self.terms.items() for t in terms if not (t.key in seen or seen.add(t.key))
         ]
-    return terms
+        self.unpermuted = float(sum((a[k] * b[k]).sum() for k in a if k not in seen))
 
+    def similarity(self, p: str) -> np.ndarray:
+        """``(n, n)``: entry ``[i, j]`` = similarity of A's unit i and B's (original) unit j."""
+        total = None
+        for term in self.terms[p]:
+            stamp = tuple(self.version[q] for q, _ in term.others)
+            if term.stamp != stamp:
+                term.stamp, term.product = stamp, term.a @ term.b_matrix().T
+            total = term.product + 0 if total is None else total.__iadd__(term.product)
+        return self.ops.numpy(total)
 
-def _similarity(
-    spec: PermutationSpec, perm: Permutation, p: str,
-    fixed: list[tuple[str, int, torch.Tensor]], state_b: Mapping[str, torch.Tensor],
-) -> torch.Tensor:
-    """``(n, n)`` float64: entry ``[i, j]`` = similarity of A's unit i and B's unit j."""
-    n = spec.perm_sizes[p]
-    sim = torch.zeros(n, n, dtype=torch.float64, device=next(iter(state_b.values())).device)
-    for key, axis, w_a in fixed:
-        w_b = permute_tensor(spec, perm, key, state_b[key], except_axis=axis)
-        sim.addmm_(w_a, w_b.movedim(axis, 0).reshape(n, -1).T)
-    return sim
+    def objective(self, perm: Mapping[str, np.ndarray]) -> float:
+        """``Σ ⟨W_A, π(W_B)⟩`` over the matched parameters, each counted once."""
+        return self.unpermuted + float(sum(
+            (t.a * self.ops.take(t.b_matrix(), self.ops.index(perm[p]), 0)).sum() for p, t in self.first_terms
+        ))
+
+    def reorder(self, q: str, sigma: np.ndarray) -> None:
+        """Re-index axis ``q`` of B's other terms by ``sigma`` (new unit i = current unit sigma[i])."""
+        self.version[q] += 1
+        sigma = self.ops.index(sigma)
+        for term, b_axis in self.touches[q]:
+            term.b = self.ops.take(term.b, sigma, b_axis)
 
 
 def weight_matching(
@@ -71,31 +155,35 @@ def weight_matching(
         raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
     check_compatible(spec, state_a, state_b)
     device = next(iter(state_a.values())).device
-    a = {k: v.to(device, torch.float64) for k, v in state_a.items() if k not in spec.buffers}
-    b = {k: v.to(device, torch.float64) for k, v in state_b.items() if k not in spec.buffers}
-    perm = {p: v.to(device) for p, v in (init or identity_permutation(spec)).items()}
+    a = {k: v.detach().to(device, torch.float64) for k, v in state_a.items() if k not in spec.buffers}
+    b = {k: v.detach().to(device, torch.float64) for k, v in state_b.items() if k not in spec.buffers}
+    if init is not None:  # start from B permuted by init; the result composes init with the rest
+        b = {k: permute_tensor(spec, init, k, v) for k, v in b.items()}
+    ops = _NUMPY if device.type == "cpu" else _torch_ops(device)
+    if ops is _NUMPY:
+        a, b = ({k: v.numpy() for k, v in s.items()} for s in (a, b))
+    layouts = _Layouts(spec, a, b, ops)
+    perm = {p: np.arange(n) for p, n in spec.perm_sizes.items()}
     gen = torch.Generator().manual_seed(int(seed))
     names = spec.perms
-    fixed = _fixed_side(spec, a)
     for _ in range(max_sweeps):
         gained = False
         for index in torch.randperm(len(names), generator=gen).tolist():
             p = names[index]
-            sim = _similarity(spec, perm, p, fixed[p], b).cpu().numpy()
+            sim = layouts.similarity(p)
             rows, cols = linear_sum_assignment(sim, maximize=True)
-            old = sim[rows, perm[p].cpu().numpy()].sum()
+            old = sim[rows, perm[p]].sum()
             if sim[rows, cols].sum() - old > 1e-12 * (1.0 + abs(old)):
-                gained, perm[p] = True, torch.as_tensor(cols, device=device)
+                layouts.reorder(p, np.argsort(perm[p])[cols])  # relative to the current one
+                gained, perm[p] = True, cols
         if history is not None:
-            history.append(_objective(spec, perm, a, b))
+            history.append(layouts.objective(perm))
         if not gained:
             break
-    return {p: v.cpu() for p, v in perm.items()}
-
-
-def _objective(spec: PermutationSpec, perm: Permutation, a: Mapping, b: Mapping) -> float:
-    """``Σ ⟨W_A, π(W_B)⟩`` over the matched parameters."""
-    return float(sum((a[k] * permute_tensor(spec, perm, k, b[k])).sum() for k in a))
+    found = {p: torch.as_tensor(v, dtype=torch.long) for p, v in perm.items()}
+    if init is not None:
+        found = {p: init[p].cpu()[v] for p, v in found.items()}
+    return found
 
 
 class WeightMatcher:
