@@ -105,21 +105,22 @@ def evaluate_combinations(
         for m, mode in zip((model, model_a, model_b), modes, strict=True):
             m.train(mode)
     out = totals.result()
-    out["per_sample"] |= weight_distances(model, states, model_a, model_b)
+    out["per_sample"] |= stacked_distances(model, stacked, model_a, model_b)
     return out
 
 
-def weight_distances(
-    model: nn.Module, states: Sequence[State], model_a: nn.Module, model_b: nn.Module
+def stacked_distances(
+    model: nn.Module, stacked: Mapping[str, torch.Tensor], model_a: nn.Module, model_b: nn.Module
 ) -> dict[str, np.ndarray]:
-    """L2 distance of each state to A and to B over the parameters: ``dist_a``, ``dist_b``."""
+    """L2 distance of each stacked state to A and to B over the parameters: ``dist_a``, ``dist_b``."""
     names = [n for n, _ in model.named_parameters()]
     out = {}
     for tag, ref in (("dist_a", model_a.state_dict()), ("dist_b", model_b.state_dict())):
-        out[tag] = np.array([
-            float(sum(((s[n].double().cpu() - ref[n].double().cpu()) ** 2).sum() for n in names)) ** 0.5
-            for s in states
-        ])
+        squares = sum(
+            (stacked[n].double() - ref[n].to(stacked[n].device, torch.float64)).square().flatten(1).sum(1)
+            for n in names
+        )
+        out[tag] = squares.sqrt().cpu().numpy()
     return out
 
 
