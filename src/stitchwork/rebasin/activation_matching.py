@@ -16,6 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from ..training.evaluate import common_device
 from .matching import check_compatible
 from .spec import Permutation, PermutationSpec, SpecError
 from .stats import batch_input, output_hook, unit_features
@@ -59,13 +60,15 @@ def activation_matching(
 ) -> Permutation:
     """Permutation of B's units maximising the summed unit similarity to A, per layer.
 
-    Models are run in eval mode (their modes are restored). Permutations whose
-    activations are listed at several points (e.g. a ResNet stream) sum the
-    similarities over those points.
+    Models are run in eval mode (their modes are restored) on their common device
+    (:class:`~stitchwork.training.evaluate.DeviceMismatchError` if they differ).
+    Permutations whose activations are listed at several points (e.g. a ResNet stream)
+    sum the similarities over those points.
     """
     if method not in METHODS:
         raise ValueError(f"unknown activation matching method {method!r}; valid: {', '.join(METHODS)}")
     check_compatible(spec, model_a.state_dict(), model_b.state_dict())
+    device = common_device("activation matching", model_a=model_a, model_b=model_b)
     missing = [p for p in spec.perms if not spec.activations.get(p)]
     if missing:
         raise SpecError(f"the spec lists no activation points for permutations {missing}")
@@ -81,7 +84,6 @@ def activation_matching(
             handles.append(modules[m].register_forward_hook(hook))
     modes = (model_a.training, model_b.training)
     model_a.eval(), model_b.eval()
-    device = next(model_a.parameters()).device
     try:
         for i, batch in enumerate(data):
             if max_batches is not None and i >= max_batches:

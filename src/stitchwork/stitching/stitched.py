@@ -16,6 +16,7 @@ from torch import nn
 
 from ..cut import cut_point_shapes, split
 from ..models.base import CutModel
+from ..training.evaluate import common_device
 from .base import StitchFactory, StitchLayer, StitchShapeError
 
 
@@ -84,7 +85,10 @@ def build_stitched(
         For a cut point the model does not list (the message lists the valid ones).
     StitchShapeError
         When the inputs of A and B differ, or the stitch cannot join the two shapes.
+    stitchwork.training.evaluate.DeviceMismatchError
+        When A and B are on different devices (the stitch goes on their device).
     """
+    device = common_device("stitching", model_a=model_a, model_b=model_b)
     front_a, _ = split(model_a, cut_a)
     front_b, back_b = split(model_b, cut_b)
     if tuple(model_a.input_shape) != tuple(model_b.input_shape):
@@ -101,5 +105,4 @@ def build_stitched(
             f"and B's {cut_b} expects {shape_b}"
         )
     freeze(model_a), freeze(model_b)  # whole donors: evaluate() restores their (eval) mode
-    device = next((p.device for p in model_b.parameters()), torch.device("cpu"))
     return StitchedModel(front_a, layer.to(device), back_b, target_front=front_b)

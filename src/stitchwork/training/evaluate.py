@@ -16,6 +16,25 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class DeviceMismatchError(ValueError):
+    """Models that must run together sit on different devices."""
+
+
+def common_device(what: str, **models: nn.Module) -> torch.device:
+    """The one device that every model in ``models`` (by name) is on.
+
+    Raises :class:`DeviceMismatchError` naming each model's device, instead of torch's error
+    from deep inside the first forward pass. ``what`` names the operation for the message.
+    """
+    devices = {name: model_device(model) for name, model in models.items()}
+    if len(set(devices.values())) > 1:
+        where = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise DeviceMismatchError(
+            f"{what} needs its models on one device, got {where}; move them with model.to(device) first"
+        )
+    return next(iter(devices.values()))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None) -> dict:
     """Mean cross-entropy and accuracy of ``model`` on ``loader`` in eval mode.

@@ -29,9 +29,9 @@ def fit_classifier(
     """Train ``net`` in place and return its accuracy and loss on every split.
 
     ``trainer_options`` go to ``lightning.Trainer`` (accelerator, devices, progress bar,
-    ...); epochs and precision come from the recipe. ``net`` ends on the device it came on
-    (the split metrics are computed there). With ``checkpoint_dir``, training
-    is preemption-safe: ``last.ckpt`` there is kept current (every epoch, and on
+    ...); epochs and precision come from the recipe. The split metrics are computed on the
+    training device; ``net`` then ends on the device it came on. With ``checkpoint_dir``,
+    training is preemption-safe: ``last.ckpt`` there is kept current (every epoch, and on
     SIGUSR2), a later call with the same folder resumes from it, and it is removed once
     training completes. Returns ``{"train_acc", "val_acc", "test_acc", "*_loss",
     "wall_time_s", "resumed"}``.
@@ -56,16 +56,21 @@ def fit_classifier(
         val_dataloaders=data.loader("val") if len(data.val_set) else None,
         ckpt_path=resume,
     )
-    net.to(home)  # Lightning's teardown leaves the module on the CPU; trained in place stays put
     if preemption is not None:
         preemption.discard()
     wall = time.perf_counter() - start
     metrics: dict[str, Any] = {"wall_time_s": wall, "resumed": resume is not None}
-    for split in ("train", "val", "test"):
-        loader = data.loader(split, shuffle=False)
-        if len(loader.dataset):
-            result = evaluate(net, loader)
-            metrics[f"{split}_acc"], metrics[f"{split}_loss"] = result["acc"], result["loss"]
+    # Lightning's teardown leaves the module on the CPU: measure on the training device, then
+    # return the model to where it came from (trained in place, it stays put).
+    net.to(trainer.strategy.root_device)
+    try:
+        for split in ("train", "val", "test"):
+            loader = data.loader(split, shuffle=False)
+            if len(loader.dataset):
+                result = evaluate(net, loader)
+                metrics[f"{split}_acc"], metrics[f"{split}_loss"] = result["acc"], result["loss"]
+    finally:
+        net.to(home)
     return metrics
 
 
