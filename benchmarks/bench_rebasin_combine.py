@@ -4,7 +4,9 @@ Both evaluate the same K seeded uniform combinations of two random models on the
 data. The loop is the plain way: for each combination, ``load_state_dict`` then
 ``stitchwork.training.evaluate`` over the loader. The batched path is
 ``stitchwork.rebasin.combine_eval.evaluate_combinations`` (which also computes agreement,
-KL and distances). Losses must agree. Both are warmed up; the best of three runs is kept.
+KL and distances) with each strategy: ``batched`` (vmap over all K), ``sequential`` (one
+functional_call per combination) and ``auto`` (the default: whichever was faster on the
+second batch). Losses must agree. All are warmed up; the best of three runs is kept.
 
     python benchmarks/bench_rebasin_combine.py                    # K = 32: MLP (mnist1d-shaped), Tiny-10
     python benchmarks/bench_rebasin_combine.py --device cuda --cases mlp tiny10 resnet20x4
@@ -21,7 +23,7 @@ import torch
 
 from stitchwork.models import MLP, ResNet20, Tiny10
 from stitchwork.rebasin.combine import Uniform, combine_states, sample_lambdas
-from stitchwork.rebasin.combine_eval import evaluate_combinations
+from stitchwork.rebasin.combine_eval import STRATEGIES, evaluate_combinations
 from stitchwork.training import evaluate
 
 #: name -> (label, model builder, input shape, examples, batch size)
@@ -45,18 +47,22 @@ def bench(build, shape, n: int, batch: int, k: int, device: str, repeats: int = 
     work = copy.deepcopy(model_a)
     evaluate_combinations(work, states[:2], loader[:1], model_a, model_b)  # warm up both
     evaluate(work, loader[:1])
-    t_loop = t_batched = float("inf")
+    t = dict.fromkeys(("loop", *STRATEGIES), float("inf"))
+    diff, chosen = 0.0, None
     for _ in range(repeats):  # best of `repeats`: the machine may be shared (evaluate syncs via .item())
         start = time.perf_counter()
         loop = []
         for state in states:
             work.load_state_dict(state)
             loop.append(evaluate(work, loader)["loss"])
-        t_loop = min(t_loop, time.perf_counter() - start)
-        start = time.perf_counter()
-        batched = evaluate_combinations(work, states, loader, model_a, model_b)["per_sample"]["loss"]
-        t_batched = min(t_batched, time.perf_counter() - start)  # results come back as numpy: synced
-    return {"loop": t_loop, "batched": t_batched, "max_loss_diff": float(np.abs(np.array(loop) - batched).max())}
+        t["loop"] = min(t["loop"], time.perf_counter() - start)
+        for strategy in STRATEGIES:
+            start = time.perf_counter()
+            result = evaluate_combinations(work, states, loader, model_a, model_b, strategy=strategy)
+            t[strategy] = min(t[strategy], time.perf_counter() - start)  # results come back as numpy: synced
+            diff = max(diff, float(np.abs(np.array(loop) - result["per_sample"]["loss"]).max()))
+            chosen = result["strategy"] if strategy == "auto" else chosen
+    return t | {"max_loss_diff": diff, "auto_chose": chosen}
 
 
 def main() -> None:
@@ -66,12 +72,14 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=["mlp", "tiny10"])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, K = {args.k}, on {args.device}")
-    print("| case | loop s | batched s | loop / batched | max loss diff |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| case | loop s | batched s | sequential s | auto s (chose) | loop / batched | loop / auto "
+          "| max loss diff |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for case in args.cases:
         label, build, shape, n, batch = CASES[case]
         r = bench(build, shape, n, batch, args.k, args.device)
-        print(f"| {label} | {r['loop']:.3f} | {r['batched']:.3f} | {r['loop'] / r['batched']:.2f}× "
+        print(f"| {label} | {r['loop']:.3f} | {r['batched']:.3f} | {r['sequential']:.3f} | {r['auto']:.3f} "
+              f"({r['auto_chose']}) | {r['loop'] / r['batched']:.2f}× | {r['loop'] / r['auto']:.2f}× "
               f"| {r['max_loss_diff']:.1e} |", flush=True)
 
 

@@ -88,14 +88,16 @@ def test_combinations_at_the_corners_and_on_the_line():
     assert mean_lambda(Constant(0.3)(sa, torch.Generator()), sa) == pytest.approx(0.3)
 
 
-def test_batched_evaluation_equals_a_loop():
+@pytest.mark.parametrize("strategy", ["batched", "sequential", "auto"])
+def test_batched_evaluation_equals_a_loop(strategy):
     a, b = pair(model=lambda: Tiny10((1, 8, 8), 4, width=0.5, norm="bn"))
     gen = torch.Generator().manual_seed(0)
     loader = [(torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 4, (16,), generator=gen)) for _ in range(3)]
     sa, sb = a.state_dict(), b.state_dict()
     lams = sample_lambdas(Uniform(), sa, 4, seed=0)
     states = [combine_states(sa, sb, lam) for lam in lams] + [sa]
-    result = evaluate_combinations(copy.deepcopy(a), states, loader, a, b, chunk_size=2)
+    result = evaluate_combinations(copy.deepcopy(a), states, loader, a, b, chunk_size=2, strategy=strategy)
+    assert result["strategy"] in (("batched", "sequential") if strategy == "auto" else (strategy,))
     per = result["per_sample"]
     work = copy.deepcopy(a)
     for i, state in enumerate(states):
@@ -114,6 +116,8 @@ def test_batched_evaluation_equals_a_loop():
 
 def test_bad_combination_settings():
     a, _ = pair()
+    with pytest.raises(ValueError, match="strategy 'vmap'; valid: auto, batched, sequential"):
+        evaluate_combinations(a, [a.state_dict()], [], a, a, strategy="vmap")
     for k in (0, -3):
         with pytest.raises(ValueError, match="positive"):
             sample_lambdas(Uniform(), a.state_dict(), k)

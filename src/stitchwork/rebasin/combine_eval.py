@@ -1,8 +1,12 @@
 """Evaluate K weight combinations at once, and how they differ from their endpoints.
 
-All K state dicts are stacked and run with ``torch.func.functional_call`` under
-``torch.func.vmap``: one pass over the data evaluates every combination (models in eval
-mode, so BatchNorm uses each combination's own running statistics). Per combination:
+All K state dicts are stacked and evaluated in one pass over the data (models in eval
+mode, so BatchNorm uses each combination's own running statistics), each batch either
+*batched* (``torch.func.functional_call`` under ``torch.func.vmap``: one kernel per layer
+for all K, which wins where per-call overhead dominates: small models, GPUs) or
+*sequential* (one ``functional_call`` per combination: plain kernels, which win where the
+arithmetic dominates: batched convolutions become grouped ones, slower per flop). By
+default the faster of the two is measured on the second batch and kept. Per combination:
 loss, accuracy, agreement of predictions with A and with B, ``KL(p_A ‖ p_θ)`` and
 ``KL(p_B ‖ p_θ)`` (mean over examples), and weight distance to A and to B; across
 combinations, the mean pairwise agreement between samples.
@@ -10,6 +14,7 @@ combinations, the mean pairwise agreement between samples.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +45,36 @@ def batched_logits(
         return functional_call(model, state, (inputs,))
 
     return vmap(run, in_dims=(0, None), chunk_size=chunk_size)(dict(stacked), x)
+
+
+def sequential_logits(model: nn.Module, stacked: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits of every stacked state on ``x``, one ``functional_call`` each: ``(K, n, classes)``."""
+    k = len(next(iter(stacked.values())))
+    return torch.stack([functional_call(model, {n: v[i] for n, v in stacked.items()}, (x,)) for i in range(k)])
+
+
+STRATEGIES = ("auto", "batched", "sequential")
+
+
+def _timed(fn, device: torch.device) -> tuple[Any, float]:
+    """``fn()`` and its wall time, with the device's queue drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def _faster(model: nn.Module, stacked: Mapping[str, torch.Tensor], x: torch.Tensor,
+            chunk_size: int | None) -> tuple[str, torch.Tensor]:
+    """Time both strategies on ``x`` (all K batched vs one combination × K); the winner and the logits."""
+    device, k = x.device, len(next(iter(stacked.values())))
+    logits, t_batched = _timed(lambda: batched_logits(model, stacked, x, chunk_size), device)
+    first = {n: v[0] for n, v in stacked.items()}
+    _, t_one = _timed(lambda: functional_call(model, first, (x,)), device)
+    return ("sequential" if k * t_one < t_batched else "batched"), logits
 
 
 class _Totals:
@@ -81,15 +116,20 @@ class _Totals:
 @torch.no_grad()
 def evaluate_combinations(
     model: nn.Module, states: Sequence[State], loader: Iterable, model_a: nn.Module,
-    model_b: nn.Module, chunk_size: int | None = None,
+    model_b: nn.Module, chunk_size: int | None = None, strategy: str = "auto",
 ) -> dict[str, Any]:
-    """Metrics of every combination in ``states`` on ``loader``, in one batched pass.
+    """Metrics of every combination in ``states`` on ``loader``, in one pass over the data.
 
-    ``model`` supplies the architecture (its own weights are not used). Returns
-    ``{"per_sample": {metric: array (K,)}, "pairwise_agreement": float}`` with metrics
-    ``loss acc agree_a agree_b kl_a kl_b dist_a dist_b``; distances are L2 norms over
-    the parameters (not buffers).
+    ``model`` supplies the architecture (its own weights are not used). ``strategy``:
+    ``batched``, ``sequential`` or ``auto`` (batched on the first batch, then whichever
+    was faster on the second; see the module docstring). ``chunk_size`` bounds how many
+    combinations one batched call holds (memory). Returns ``{"per_sample": {metric:
+    array (K,)}, "pairwise_agreement": float, "strategy": the one used last}`` with
+    metrics ``loss acc agree_a agree_b kl_a kl_b dist_a dist_b``; distances are L2 norms
+    over the parameters (not buffers).
     """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     device = model_device(model)
     modes = [m.training for m in (model, model_a, model_b)]
     for m in (model, model_a, model_b):
@@ -97,15 +137,22 @@ def evaluate_combinations(
     try:
         stacked = stack_states(states, device)
         totals = _Totals(len(states), device)
-        for x, y in loader:
+        chosen = "batched" if strategy == "auto" else strategy
+        for i, (x, y) in enumerate(loader):
             x, y = x.to(device), y.to(device)
-            logits = batched_logits(model, stacked, x, chunk_size)
+            if strategy == "auto" and i == 1:  # the first batch paid for warm-up
+                chosen, logits = _faster(model, stacked, x, chunk_size)
+            elif chosen == "batched":
+                logits = batched_logits(model, stacked, x, chunk_size)
+            else:
+                logits = sequential_logits(model, stacked, x)
             totals.update(logits, y, model_a(x), model_b(x))
     finally:
         for m, mode in zip((model, model_a, model_b), modes, strict=True):
             m.train(mode)
     out = totals.result()
     out["per_sample"] |= stacked_distances(model, stacked, model_a, model_b)
+    out["strategy"] = chosen
     return out
 
 
