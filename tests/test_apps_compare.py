@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from stitchwork.apps.common import resolve_device
+
 FAST = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "recipe_a.epochs=1",
         "recipe_b.epochs=1", "similarity.n_subset=120"]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,11 +22,12 @@ def _record(root: Path) -> dict:
 
 def test_compare_writes_matrices_and_heatmaps(run_cli, tmp_path):
     run_cli("compare", *FAST, "model@model_a=mlp", "model_a.depth=2", "model@model_b=tiny10",
-            "model_b.width=0.25", "cut_points_b=[conv1,conv5,pool]", "logger=wandb",
+            "model_b.width=0.25", "cut_points_b=[conv1,conv5,pool]", "logger=wandb", "device=cpu",
             env={"WANDB_MODE": "offline"})  # fmt: skip
     record = _record(tmp_path / "outputs" / "compare")
     assert record["status"] == "ok"
     m = record["metrics"]
+    assert m["device"] == "cpu"
     assert m["rows"] == ["fc1", "fc2"] and m["cols"] == ["conv1", "conv5", "pool"]
     measures = ["linear_cka", "linear_cka_debiased", "rbf_cka", "procrustes", "rsa_spearman"]
     assert sorted(m["matrices"]) == sorted(measures)
@@ -47,6 +50,7 @@ def test_self_comparison_has_unit_linear_cka_diagonal(run_cli, tmp_path):
     run_cli("compare", *FAST, "model@model_a=mlp", "model@model_b=mlp", "seed_b=0",
             "similarity.measures=[linear_cka,linear_cka_debiased,procrustes]")  # fmt: skip
     m = _record(tmp_path / "outputs" / "compare")["metrics"]
+    assert m["device"] == str(resolve_device("auto"))  # the default
     assert m["self_comparison"] is True and m["rows"] == m["cols"] == ["fc1", "fc2", "fc3"]
     for name in ("linear_cka", "linear_cka_debiased"):
         M = torch.tensor(m["matrices"][name], dtype=torch.float64)

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from stitchwork.apps.common import build_data
+from stitchwork.apps.common import build_data, resolve_device
 from stitchwork.apps.config import conf_dir, register_resolvers
 from stitchwork.apps.stitch import check_pair, matching_config, side_data_config
 from stitchwork.cut import UnknownCutPointError
@@ -42,6 +42,7 @@ def test_multirun_records_bad_cut_point_and_nan_loss_runs_siblings_and_skips_on_
     assert proc.returncode != 0  # Hydra reports the failures after the sweep
     records = _results(tmp_path / "multirun" / "stitch" / "t")
     assert len(records) == 4
+    assert {r["metrics"]["device"] for r in records} == {str(resolve_device("auto"))}  # failed ones too
     lr = lambda r: r["config"]["matching"]["lr"] or float("inf")  # noqa: E731  (results store inf as null)
     by_case = {(r["config"]["layer_pair"]["front"], lr(r)): r for r in records}
     ok = by_case[("conv4", 1e-3)]
@@ -68,10 +69,10 @@ def test_multirun_records_bad_cut_point_and_nan_loss_runs_siblings_and_skips_on_
 
 
 def test_direct_self_stitch_through_the_app_is_exact(run_cli, tmp_path):
-    run_cli("stitch", "layer_pair.front=conv5", "seed_b=0", *TINY)
+    run_cli("stitch", "layer_pair.front=conv5", "seed_b=0", "device=cpu", *TINY)
     (record,) = _results(tmp_path / "outputs")
     m = record["metrics"]
-    assert record["status"] == "ok" and m["zoo_key_a"] == m["zoo_key_b"]
+    assert record["status"] == "ok" and m["zoo_key_a"] == m["zoo_key_b"] and m["device"] == "cpu"
     assert m["stitched_acc"] == m["acc_a"] == m["acc_b"] and m["agreement_b"] == 1.0
     assert m["dm_residual_fit"] < 1e-8 and m["dm_residual_test"] < 1e-8
     assert m["cka_stitched_target"] == pytest.approx(1.0, abs=1e-8)

@@ -63,3 +63,21 @@ def test_every_recipe_is_valid(recipe):
 
 def test_conf_dir_is_the_repository_conf():
     assert CONF == Path(__file__).resolve().parents[1] / "conf"
+
+
+#: Apps whose work runs on the top-level ``device`` (train, layers and report have none).
+DEVICE_APPS = ["combine", "compare", "rebasin", "stitch", "visualize"]
+
+
+@pytest.mark.parametrize("name", DEVICE_APPS)
+def test_device_defaults_to_auto_and_is_not_part_of_the_job_identity(name):
+    from stitchwork.apps.config import job_id
+
+    required = ["layer_pair.front=conv4"] if name == "stitch" else []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        default = compose(config_name=name, overrides=required)
+        on_gpu = compose(config_name=name, overrides=[*required, "device=cuda:1"])
+        other_seed = compose(config_name=name, overrides=[*required, "seed_b=7", "device=cuda:1"])
+    assert default.device == "auto" and on_gpu.device == "cuda:1"
+    assert job_id(on_gpu) == job_id(default)  # a job done on a GPU node is done
+    assert job_id(other_seed) != job_id(on_gpu)

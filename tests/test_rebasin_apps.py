@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stitchwork.apps.common import resolve_device
 from stitchwork.rebasin.apply import load_permutation
 
 TINY_MLP = ["data=mnist1d", "model=mlp", "model.width=16", "model.depth=2", "recipe=adam", "recipe.epochs=1",
@@ -21,9 +22,9 @@ def records(root: Path) -> list[dict]:
 
 
 def test_rebasin_app_writes_barriers_permutation_and_merge(run_cli, tmp_path):
-    run_cli("rebasin", *TINY_MLP, "num_points=3", "post=repair", "post_batches=2")
+    run_cli("rebasin", *TINY_MLP, "num_points=3", "post=repair", "post_batches=2", "device=cpu")
     (record,) = records(tmp_path / "outputs" / "rebasin")
-    assert record["status"] == "ok"
+    assert record["status"] == "ok" and record["metrics"]["device"] == "cpu"
     metrics = record["metrics"]
     for key in ("barrier_test_loss_max", "barrier_test_loss_midpoint", "barrier_train_acc_linear"):
         assert isinstance(metrics[key], float)
@@ -41,16 +42,18 @@ def test_combine_app_combinability(run_cli, tmp_path):
     (record,) = records(tmp_path / "outputs" / "combine")
     assert record["status"] == "ok"
     combo = record["metrics"]
+    assert combo["device"] == str(resolve_device("auto"))  # the default
     assert len(combo["per_sample"]["aligned"]["loss"]) == 3 and len(combo["per_sample"]["naive"]["acc"]) == 3
     assert 0.0 <= combo["aligned_agree_a_mean"] <= 1.0 and combo["naive_dist_a_min"] > 0
 
 
 @pytest.mark.slow
 def test_combine_app_transitivity_and_robustness(run_cli, tmp_path):
-    run_cli("combine", *TINY_CNN, "mode=transitivity", "num_points=3")
-    run_cli("combine", *TINY_CNN, "mode=robustness", "k=2", "num_points=3", "qs=[0,1]")
+    run_cli("combine", *TINY_CNN, "mode=transitivity", "num_points=3", "device=cpu")
+    run_cli("combine", *TINY_CNN, "mode=robustness", "k=2", "num_points=3", "qs=[0,1]", "device=cpu")
     by_mode = {r["config"]["mode"]: r for r in records(tmp_path / "outputs" / "combine")}
     assert all(r["status"] == "ok" for r in by_mode.values()) and len(by_mode) == 2
+    assert all(r["metrics"]["device"] == "cpu" for r in by_mode.values())
     trans = by_mode["transitivity"]["metrics"]
     assert {"via_c", "naive", "direct"} <= set(trans["curves"])
     robust = by_mode["robustness"]["metrics"]

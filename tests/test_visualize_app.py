@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from stitchwork.apps.common import resolve_device
 from stitchwork.apps.visualize import settings_from
 from stitchwork.rebasin.matching import Matcher
 from stitchwork.visualize import MaximizeSettings
@@ -26,9 +27,9 @@ def _record(root: Path) -> dict:
 
 @pytest.mark.slow  # trains two models and runs four visualizations in a subprocess (~1.5 CPU-minutes)
 def test_app_writes_grids_responses_and_results(run_cli, tmp_path):
-    run_cli("visualize", *FAST, "layer=conv5")
+    run_cli("visualize", *FAST, "layer=conv5", "device=cpu")
     record = _record(tmp_path / "outputs" / "visualize")
-    assert record["status"] == "ok"
+    assert record["status"] == "ok" and record["metrics"]["device"] == "cpu"
     metrics = record["metrics"]
     columns = ["A", "B", "B→A", "merged (bn_reset)"]
     assert len(metrics["channels"]) == 3
@@ -49,7 +50,8 @@ def test_app_refuses_bad_channels_before_training_anything(run_cli, tmp_path):
     assert proc.returncode != 0
     assert "channel(s) [40] out of range for cut point 'conv1': valid 0..7" in proc.stderr
     assert "training base model" not in proc.stderr + proc.stdout
-    assert _record(tmp_path / "outputs")["status"] == "failed"
+    record = _record(tmp_path / "outputs")
+    assert record["status"] == "failed" and record["metrics"]["device"] == str(resolve_device("auto"))
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "visualize").glob("*.yaml")))

@@ -113,7 +113,7 @@ def combine_job(job: Job) -> dict:
     cfg = job.cfg
     check_settings(cfg)
     seeds = {"a": cfg.seed_a, "b": cfg.seed_b} | ({"c": cfg.seed_c} if cfg.mode == "transitivity" else {})
-    ends = load_endpoints(cfg, seeds)
+    ends = load_endpoints(cfg, seeds, job.device)
     body = {"combinability": combinability, "transitivity": transitivity_mode, "robustness": robustness_mode}
     return body[cfg.mode](job, ends)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +41,55 @@ def trainer_options(trainer_cfg: DictConfig | None) -> dict[str, Any]:
     return OmegaConf.to_container(trainer_cfg, resolve=True) if trainer_cfg is not None else {}
 
 
+#: What the top-level ``device`` setting accepts (``N``: a CUDA device index).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def resolve_device(name: Any) -> torch.device:
+    """The torch device that a job's ``device`` setting names.
+
+    ``auto`` is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; ``cuda`` is the
+    current CUDA device, with its index (so the record says which). Raises ``ValueError``
+    for any other value or a CUDA index this machine lacks, and ``RuntimeError`` when CUDA
+    is asked for but unavailable.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name) if isinstance(name, str) else None
+    if match is None:
+        raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICE_CHOICES)}")
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={name} asks for CUDA, but torch.cuda.is_available() is false here (torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}); use device=cpu, or device=auto"
+        )
+    index = int(match[1]) if match[1] is not None else torch.cuda.current_device()
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(
+            f"device={name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    return torch.device("cuda", index)
+
+
+def single_device_trainer_options(
+    trainer_cfg: DictConfig | None, device: torch.device
+) -> dict[str, Any]:
+    """``conf/trainer`` options for a Lightning fit that is part of a job's own work, on ``device``.
+
+    Task-loss stitch training is such a fit: it runs where the job runs (one device, no data
+    parallelism), whatever ``trainer`` says for base-model training.
+    """
+    options = trainer_options(trainer_cfg)
+    for key in ("strategy", "num_nodes", "sync_batchnorm"):
+        options.pop(key, None)
+    if device.type == "cuda":
+        return {**options, "accelerator": "gpu", "devices": [device.index]}
+    return {**options, "accelerator": "cpu", "devices": 1}
+
+
 def get_base_model(
     model_cfg: DictConfig,
     data_cfg: DictConfig,
@@ -48,10 +99,13 @@ def get_base_model(
     trainer_cfg: DictConfig | None = None,
     data: ClassificationData | None = None,
     logger: Any = False,
+    device: torch.device | None = None,
 ) -> tuple[CutModel, ZooEntry]:
     """The trained base model that (model, data, recipe, seed) names, from the zoo or trained now.
 
     ``logger`` (a Lightning logger) receives the training curves when training happens.
+    Training runs where ``trainer_cfg`` says; the model is returned on ``device`` (None: the
+    CPU, where the zoo loads it).
     """
     data = data if data is not None else build_data(data_cfg)
     recipe = TrainRecipe.from_dict(OmegaConf.to_container(recipe_cfg, resolve=True))
@@ -78,7 +132,9 @@ def get_base_model(
             logger=logger,
         )
 
-    return zoo.get_or_train(identity, build, train, on_corrupt=zoo_cfg.get("on_corrupt", "retrain"))
+    on_corrupt = zoo_cfg.get("on_corrupt", "retrain")
+    model, entry = zoo.get_or_train(identity, build, train, on_corrupt=on_corrupt)
+    return (model.to(device) if device is not None else model), entry
 
 
 def output_dir() -> Path:
@@ -88,13 +144,22 @@ def output_dir() -> Path:
 
 @dataclass
 class Job:
-    """What a job body receives: its folder, identity, logger and record."""
+    """What a job body receives: its folder, identity, logger, record and device.
+
+    ``device`` is the resolved top-level ``device`` setting (None for apps without one).
+    """
 
     cfg: DictConfig
     out_dir: Path
     identity: str
     logger: JobLogger
     record: JobRecord
+    device: torch.device | None = None
+
+
+def job_device(cfg: DictConfig) -> torch.device | None:
+    """The device a job works on: its resolved ``device`` setting (None when it has none)."""
+    return resolve_device(cfg.device) if "device" in cfg else None
 
 
 def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
@@ -104,11 +169,13 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
     ``ok`` and ``force`` is false. Otherwise writes ``running``, then ``ok`` with the
     metrics ``body`` returns, or ``failed`` with the error (which is then re-raised so
     Hydra reports it; sibling jobs of a multirun still run). The logger always finishes.
+    The resolved ``device`` (where the job ran) is recorded as the metric ``device``.
     """
     out = output_dir()
     identity = job_id(cfg)
     if not is_main_process():  # other ranks of a data-parallel job compute, rank 0 records
-        return {"metrics": body(Job(cfg, out, identity, JobLogger("none"), JobRecord(app, identity, {})))}
+        record = JobRecord(app, identity, {})
+        return {"metrics": body(Job(cfg, out, identity, JobLogger("none"), record, job_device(cfg)))}
     if is_done(out) and not cfg.get("force", False):
         log.info("skipping %s job %s: %s/results.json is ok (force=true reruns)", app, identity, out)
         return read_results(out)
@@ -120,7 +187,12 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
         config=config, name=_run_name(),
     )
     try:
-        metrics = body(Job(cfg, out, identity, logger, record))
+        device = job_device(cfg)
+        if device is not None:
+            log.info("%s job %s runs on %s", app, identity, device)
+            record.metrics["device"] = str(device)
+            write_results(out, record)
+        metrics = body(Job(cfg, out, identity, logger, record, device))
         record.succeed(metrics)
         logger.log_metrics(metrics)
     except Exception as err:

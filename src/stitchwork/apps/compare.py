@@ -47,9 +47,9 @@ def compare_job(job: Job) -> dict:
     # fail fast on untrained copies: unknown measure, policy or cut point, memory
     modes = check_all_pairs(build_model(cfg.model_a, data), build_model(cfg.model_b, data), **opts)
     model_a, entry_a = get_base_model(cfg.model_a, cfg.data, cfg.recipe_a, int(cfg.seed_a), cfg.zoo,
-                                      cfg.trainer, data=data)  # fmt: skip
+                                      cfg.trainer, data=data, device=job.device)  # fmt: skip
     model_b, entry_b = get_base_model(cfg.model_b, cfg.data, cfg.recipe_b, int(cfg.seed_b), cfg.zoo,
-                                      cfg.trainer, data=data)  # fmt: skip
+                                      cfg.trainer, data=data, device=job.device)  # fmt: skip
     same = entry_a.key == entry_b.key
     loader = data.loader(cfg.split, batch_size=int(cfg.batch_size), shuffle=False)
     log.info("comparing %s: %s", "A with itself" if same else "A with B", modes)

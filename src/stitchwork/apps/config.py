@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..utils.hashing import content_hash
 from ..zoo.identity import RUNTIME_DATA_KEYS
 
-#: Top-level config keys that never change a job's result.
-RUNTIME_KEYS = frozenset({"hydra", "logger", "trainer", "zoo", "force", "sweep_name"})
+#: Top-level config keys that never change a job's result (``device``: where it runs, so a
+#: job finished on a GPU node is not redone, nor re-keyed, on a laptop).
+RUNTIME_KEYS = frozenset({"hydra", "logger", "trainer", "zoo", "force", "sweep_name", "device"})
 
 
 def conf_dir() -> Path:

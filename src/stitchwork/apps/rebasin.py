@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
@@ -42,13 +43,14 @@ class Endpoints:
     spec: PermutationSpec
 
 
-def load_endpoints(cfg: DictConfig, seeds: dict[str, int]) -> Endpoints:
-    """Set up the data and get each named base model (same model/data/recipe) from the zoo."""
+def load_endpoints(cfg: DictConfig, seeds: dict[str, int], device: torch.device) -> Endpoints:
+    """Set up the data; get each named base model (same model/data/recipe) from the zoo, on ``device``."""
     data = build_data(cfg.data)
     data.setup()
     models = {}
     for name, seed in seeds.items():
-        model, _ = get_base_model(cfg.model, cfg.data, cfg.recipe, seed, cfg.zoo, cfg.trainer, data=data)
+        model, _ = get_base_model(cfg.model, cfg.data, cfg.recipe, seed, cfg.zoo, cfg.trainer, data=data,
+                                  device=device)  # fmt: skip
         models[name] = model.eval()
     return Endpoints(data, models, spec_for(models[next(iter(models))]))
 
@@ -67,7 +69,7 @@ def post_process(cfg: DictConfig, ends: Endpoints, model_a: nn.Module, model_b: 
 
 def rebasin_job(job: Job) -> dict:
     cfg = job.cfg
-    ends = load_endpoints(cfg, {"a": cfg.seed_a, "b": cfg.seed_b})
+    ends = load_endpoints(cfg, {"a": cfg.seed_a, "b": cfg.seed_b}, job.device)
     a, b = ends.models["a"], ends.models["b"]
     perm = match(cfg, ends, a, b)
     save_permutation(perm, job.out_dir / "permutation.pt")
@@ -78,7 +80,8 @@ def rebasin_job(job: Job) -> dict:
     barriers = curve_barriers(curve)
     merged = interpolate_models(a, aligned, cfg.merge_lam)
     merged = post(merged, cfg.merge_lam) if post is not None else merged
-    atomic_torch_save(job.out_dir / "merged.pt", merged.state_dict())
+    merged_state = {k: v.cpu() for k, v in merged.state_dict().items()}  # loadable without a GPU
+    atomic_torch_save(job.out_dir / "merged.pt", merged_state)
     metrics: dict = {
         f"barrier_{quantity}_{kind}": value
         for quantity, kinds in barriers.items() for kind, value in kinds.items()

@@ -16,13 +16,21 @@ import logging
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.base import ClassificationData
 from ..models.base import CutModel
 from ..stitching import build_stitched, resolve_stitch, stitch
-from .common import Job, build_data, build_model, get_base_model, run_job, trainer_options
+from .common import (
+    Job,
+    build_data,
+    build_model,
+    get_base_model,
+    run_job,
+    single_device_trainer_options,
+)
 from .entry import hydra_entry
 from .tables import print_table
 
@@ -39,17 +47,23 @@ def side_data_config(cfg: DictConfig, side: str) -> DictConfig:
     return OmegaConf.merge(cfg.data, extra) if extra else cfg.data
 
 
-def donor(cfg: DictConfig, side: str, data: ClassificationData) -> tuple[CutModel, dict[str, Any]]:
-    """Trained donor ``side`` (``a`` or ``b``) from the zoo, or an untrained A when ``random_a``."""
+def donor(
+    cfg: DictConfig, side: str, data: ClassificationData, device: torch.device
+) -> tuple[CutModel, dict[str, Any]]:
+    """Trained donor ``side`` (``a`` or ``b``) from the zoo, or an untrained A when ``random_a``.
+
+    Either way on ``device``.
+    """
     model_cfg, seed = cfg[f"model_{side}"], int(cfg[f"seed_{side}"])
     if side == "a" and cfg.get("random_a", False):
         L.seed_everything(seed, verbose=False)
-        return build_model(model_cfg, data), {"zoo_key_a": None}
+        return build_model(model_cfg, data).to(device), {"zoo_key_a": None}
     data_cfg = side_data_config(cfg, side)
     own_data = data if data_cfg is cfg.data else None  # a subset etc. trains on its own module
     model, entry = get_base_model(
-        model_cfg, data_cfg, cfg[f"recipe_{side}"], seed, cfg.zoo, cfg.trainer, data=own_data
-    )
+        model_cfg, data_cfg, cfg[f"recipe_{side}"], seed, cfg.zoo, cfg.trainer, data=own_data,
+        device=device,
+    )  # fmt: skip
     return model, {f"zoo_key_{side}": entry.key}
 
 
@@ -76,13 +90,13 @@ def stitch_job(job: Job) -> dict:
     data = build_data(cfg.data)
     stitch_factory = resolve_stitch(instantiate(cfg.stitch))
     check_pair(cfg, data, stitch_factory)
-    model_a, keys_a = donor(cfg, "a", data)
-    model_b, keys_b = donor(cfg, "b", data)
+    model_a, keys_a = donor(cfg, "a", data, job.device)
+    model_b, keys_b = donor(cfg, "b", data, job.device)
     front, back = cfg.layer_pair.front, cfg.layer_pair.back
     _, record = stitch(
         model_a, front, model_b, back, data, stitch=stitch_factory,
         matching=instantiate(matching_config(cfg)), seed=int(cfg.seed),
-        trainer_options=trainer_options(cfg.trainer),
+        trainer_options=single_device_trainer_options(cfg.trainer, job.device),
     )  # fmt: skip
     record.update(keys_a, **keys_b, index_a=model_a.cut_points.index(front),
                   index_b=model_b.cut_points.index(back), random_a=bool(cfg.get("random_a", False)))  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,9 +69,15 @@ def choose_channels(cfg: DictConfig, model: CutModel, position, test_loader) -> 
     return [int(c) for c in cfg.channels]
 
 
-def endpoints_and_merge(cfg: DictConfig, data) -> tuple[dict[str, CutModel], dict]:
-    """A, B, B permuted to A and the merge, in column order, and B's matched units of the layer."""
-    get = lambda seed: get_base_model(cfg.model, cfg.data, cfg.recipe, seed, cfg.zoo, cfg.trainer, data=data)[0]  # noqa: E731
+def endpoints_and_merge(
+    cfg: DictConfig, data, device: torch.device
+) -> tuple[dict[str, CutModel], dict]:
+    """A, B, B permuted to A and the merge (column order, on ``device``); B's matched units."""
+
+    def get(seed: int) -> CutModel:
+        return get_base_model(cfg.model, cfg.data, cfg.recipe, seed, cfg.zoo, cfg.trainer, data=data,
+                              device=device)[0]  # fmt: skip
+
     model_a, model_b = get(cfg.seed_a).eval(), get(cfg.seed_b).eval()
     spec = spec_for(model_a)
     train = data.loader("train", shuffle=False)
@@ -89,7 +96,7 @@ def visualize_job(job: Job) -> dict:
     data.setup()
     position = tuple(cfg.position) if cfg.position is not None else None
     check_request(cfg, build_model(cfg.model, data), position)
-    models, matched = endpoints_and_merge(cfg, data)
+    models, matched = endpoints_and_merge(cfg, data, job.device)
     test = data.loader("test", shuffle=False)
     channels = choose_channels(cfg, models["A"], position, test)
     pixel_range, colour = data_statistics(data.loader("train", shuffle=False))
