@@ -12,10 +12,13 @@ examples (float64 sums).
   (``stitchwork.cut.front``), the cheapest per-pair loop.
 
 Every entry of the all-pairs matrix is checked against the loop's value. Times are wall clock
-of one run each after a warm-up batch; the ratios are the figures to read.
+of one run each after a warm-up batch; the ratios are the figures to read. ``--device cuda``
+puts the models and the images on the GPU (the loops and all_pairs run there; the clock is
+read after ``torch.cuda.synchronize()``).
 
     python benchmarks/bench_similarity_all_pairs.py                          # 256 images 16x16, avgpool
     python benchmarks/bench_similarity_all_pairs.py --spatial flatten --size 8
+    python benchmarks/bench_similarity_all_pairs.py --device cuda
 """
 
 from __future__ import annotations
@@ -69,9 +72,17 @@ def per_pair_loop(a, b, loader, spatial: str, fronts: bool) -> torch.Tensor:
     return M
 
 
-def _timed(fn):
+def _sync(device: str) -> None:
+    """Wait for queued GPU work, so that the clock reads finished work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device: str):
+    _sync(device)
     start = time.perf_counter()
     value = fn()
+    _sync(device)
     return value, time.perf_counter() - start
 
 
@@ -82,9 +93,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--spatial", default="avgpool", choices=("avgpool", "flatten", "samples"))
     parser.add_argument("--skip-full", action="store_true", help="skip the full-model loop")
+    parser.add_argument("--device", default="cpu", help="where models and images live (cpu, cuda)")
     args = parser.parse_args()
-    a, b = _model(0, args.size), _model(1, args.size)
+    dev = args.device
+    a, b = _model(0, args.size).to(dev), _model(1, args.size).to(dev)
     X = torch.randn(args.n, 3, args.size, args.size, generator=torch.Generator().manual_seed(2))
+    X = X.to(dev)  # drawn on the CPU: the same images on every device
     loader = DataLoader(TensorDataset(X), batch_size=args.batch, shuffle=False)
     with torch.no_grad():  # warm-up: thread pools, conv algorithms
         a(X[:8]), b(X[:8])
@@ -96,22 +110,22 @@ def main() -> None:
 
     # all_pairs is timed before, between and after the loops (the machine's load drifts); the
     # ratios use the mean of the three
-    one, t1 = _timed(lambda: one_pass()["linear_cka"])
-    fronts, t_fronts = _timed(lambda: per_pair_loop(a, b, loader, args.spatial, fronts=True))
-    _, t2 = _timed(one_pass)
+    one, t1 = _timed(lambda: one_pass()["linear_cka"], dev)
+    fronts, t_fronts = _timed(lambda: per_pair_loop(a, b, loader, args.spatial, fronts=True), dev)
+    _, t2 = _timed(one_pass, dev)
     diffs = [float((fronts - one).abs().max())]
     full, t_full = None, None
     if not args.skip_full:
-        full, t_full = _timed(lambda: per_pair_loop(a, b, loader, args.spatial, fronts=False))
+        full, t_full = _timed(lambda: per_pair_loop(a, b, loader, args.spatial, fronts=False), dev)
         diffs.append(float((full - one).abs().max()))
-    _, t3 = _timed(one_pass)
+    _, t3 = _timed(one_pass, dev)
     t_one = (t1 + t2 + t3) / 3
     rows = [(f"all_pairs (one pass; {t1:.2f} / {t2:.2f} / {t3:.2f})", t_one, 1.0),
             ("loop (fronts)", t_fronts, t_fronts / t_one)]  # fmt: skip
     if t_full is not None:
         rows.append(("loop (full models)", t_full, t_full / t_one))
     print(f"resnet20 vs resnet20, {pairs} pairs, {args.n} images 3x{args.size}x{args.size}, "
-          f"batch {args.batch}, spatial={args.spatial}, threads={torch.get_num_threads()}")  # fmt: skip
+          f"batch {args.batch}, spatial={args.spatial}, threads={torch.get_num_threads()}, on {dev}")  # fmt: skip
     print("| method | time (s) | ratio to all_pairs |")
     print("|---|---|---|")
     for name, t, r in rows:

@@ -7,8 +7,14 @@ difference is the extra peak memory the computation needed on top of its inputs 
 allocator returns large blocks to the OS, so RSS is an honest measure; tracemalloc would see
 nothing). Time is wall clock of that one call. Ratios are taken within one run of this script.
 
+``--device cuda``: X and Y are drawn on the CPU (the same values as on the CPU) and moved to the
+GPU, where the CKA runs; the clock is read after ``torch.cuda.synchronize()``, and the memory
+column is then the extra peak of ``torch.cuda.max_memory_allocated`` (reset after the inputs
+are in place) instead of the process RSS; the header line says which one is printed.
+
     python benchmarks/bench_similarity_cka.py                      # stated smaller sizes
     python benchmarks/bench_similarity_cka.py --sizes 10000x16384  # the issue's size (slow)
+    python benchmarks/bench_similarity_cka.py --device cuda --sizes 10000x16384
 """
 
 from __future__ import annotations
@@ -23,7 +29,24 @@ import time
 GIB = 2**30
 
 
-def _child(n: int, d: int, form: str) -> None:
+def _sync(device: str) -> None:
+    """Wait for queued GPU work, so that the clock reads finished work."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _peak_bytes(device: str) -> int:
+    """Peak memory so far: the process's peak RSS on the CPU, torch's peak allocation on CUDA."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child(n: int, d: int, form: str, device: str) -> None:
     import torch
 
     from stitchwork.similarity import linear_cka
@@ -32,12 +55,17 @@ def _child(n: int, d: int, form: str) -> None:
     X = torch.empty(n, d).normal_(generator=g)  # float32, filled in place
     Y = torch.empty(n, d).normal_(generator=g)
     Y.add_(X, alpha=0.5).relu_().add_(1000.0)  # related, post-ReLU-like, large offset
+    X, Y = X.to(device), Y.to(device)  # no-op on the CPU
     linear_cka(X[:64, :64], Y[:64, :64], form=form)  # warm up thread pools and kernels
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if device.startswith("cuda"):
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)  # the peak from here on, inputs included
+    before = _peak_bytes(device)
     start = time.perf_counter()
     value = linear_cka(X, Y, form=form)
+    _sync(device)
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = _peak_bytes(device)
     print(
         json.dumps(
             {"seconds": seconds, "extra_peak": after - before, "base": before, "value": value}
@@ -45,9 +73,9 @@ def _child(n: int, d: int, form: str) -> None:
     )
 
 
-def _run(n: int, d: int, form: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", f"{n}x{d}", form]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+def _run(n: int, d: int, form: str, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", f"{n}x{d}", form, "--device", device]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout  # stderr shown
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -55,28 +83,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["2500x4096", "10000x2048"])
     parser.add_argument("--forms", nargs="+", default=["gram", "feature"])
+    parser.add_argument("--device", default="cpu", help="where X, Y and the CKA live (cpu, cuda)")
     parser.add_argument("--child", nargs=2, metavar=("NxD", "FORM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         n, d = map(int, args.child[0].split("x"))
-        _child(n, d, args.child[1])
+        _child(n, d, args.child[1], args.device)
         return
 
     import torch
 
     from stitchwork.similarity import choose_linear_form
 
+    cuda = args.device.startswith("cuda")
+    memory = "extra peak torch.cuda.max_memory_allocated" if cuda else "extra peak RSS"
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 input, float64 reductions"
+        f", on {args.device}" + (f", memory column: {memory}" if cuda else "")
     )
-    print("| n | d | form | chosen | time (s) | extra peak RSS (GiB) | inputs (GiB) | CKA |")
+    print(f"| n | d | form | chosen | time (s) | {memory} (GiB) | inputs (GiB) | CKA |")
     print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         n, d = map(int, size.split("x"))
         chosen = choose_linear_form(n, d, d)
         rows = {}
         for form in args.forms:  # print each row as soon as it is measured
-            r = rows[form] = _run(n, d, form)
+            r = rows[form] = _run(n, d, form, args.device)
             mark = "yes" if form == chosen else ""
             print(
                 f"| {n} | {d} | {form} | {mark} | {r['seconds']:.2f} | "
