@@ -17,8 +17,10 @@ near-tie may flip, so they may differ by one example.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -27,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import stitchwork.training.fit as fit_module
+from stitchwork.apps.common import resolve_device
 from stitchwork.data import Digits
 from stitchwork.models import Tiny10
 from stitchwork.rebasin.activation_matching import ActivationMatcher
@@ -40,6 +44,7 @@ from stitchwork.rebasin.weight_matching import WeightMatcher, weight_matching
 from stitchwork.similarity.all_pairs import all_pairs
 from stitchwork.stitching import stitch
 from stitchwork.training import TrainRecipe, evaluate, fit_classifier
+from stitchwork.training.evaluate import model_device
 from stitchwork.visualize import MaximizeSettings, maximize, score_images, top_examples
 
 from .test_rebasin_matching import MODELS, assert_recovers, planted
@@ -149,6 +154,28 @@ def test_base_training_through_lightning_runs_on_cuda():
     on_cpu = evaluate(copy.deepcopy(net).cpu(), loader)
     assert on_cpu["acc"] == pytest.approx(metrics["test_acc"], abs=one_example(data))
     assert on_cpu["loss"] == pytest.approx(metrics["test_loss"], rel=METRIC_RTOL)
+
+
+def test_fit_classifier_measures_on_the_training_device_and_returns_the_model_where_it_was(monkeypatch):
+    measured_on = []
+
+    def spy(model, loader, device=None):
+        measured_on.append(model_device(model).type)
+        return evaluate(model, loader, device)
+
+    monkeypatch.setattr(fit_module, "evaluate", spy)
+    data = Digits(batch_size=64, train_subset=400)
+    torch.manual_seed(0)
+    net = Tiny10(data.input_shape, 10, width=0.5)  # on the CPU, as the zoo builds it
+    recipe = TrainRecipe(optimizer="adam", lr=3e-3, momentum=0.0, nesterov=False, weight_decay=0.0,
+                         schedule="constant", epochs=1, batch_size=32)  # fmt: skip
+    options = {"accelerator": ACCELERATOR, "devices": 1, "enable_progress_bar": False}
+    metrics = fit_classifier(net, data, recipe, seed=0, trainer_options=options)
+    assert measured_on == [DEVICE.type] * 3  # train, val and test, where it trained
+    assert on(torch.device("cpu"), net)  # back where it came from (the zoo stores it from there)
+    again = evaluate(net, data.loader("test", shuffle=False))
+    assert again["acc"] == pytest.approx(metrics["test_acc"], abs=one_example(data))
+    assert again["loss"] == pytest.approx(metrics["test_loss"], rel=METRIC_RTOL)
 
 
 STITCH_ACCURACIES = ("stitched_acc", "acc_a", "acc_b", "agreement_b")
@@ -341,3 +368,62 @@ def test_feature_visualization_on_cuda(trained_pair, digits):
     assert runs[1].history[0] == pytest.approx(runs[0].history[0], rel=METRIC_RTOL)  # about 0.46
     assert torch.equal(tops[1].indices, tops[0].indices) and torch.equal(tops[1].images, tops[0].images)
     assert torch.allclose(tops[1].scores, tops[0].scores, rtol=METRIC_RTOL, atol=1e-6)
+
+
+# The apps end to end with device=cuda (subprocesses; NVIDIA_TF32_OVERRIDE=0 makes their
+# cuDNN convolutions IEEE float32, as the fixture above does in-process). The base models
+# are trained like ``trained_pair`` (97-98% test accuracy on the CPU), once, into the
+# session's zoo; the bounds are 2-50x wider than those above, which were measured in-process.
+APP_DEVICE = DEVICE.type
+APP_ENV = {"NVIDIA_TF32_OVERRIDE": "0"}
+APP_TINY = ["trainer.enable_progress_bar=false", "model_a.width=0.5", "model_b.width=0.5",
+            "recipe@recipe_a=adam", "recipe@recipe_b=adam", "recipe_a.lr=3e-3", "recipe_b.lr=3e-3",
+            "recipe_a.batch_size=32", "recipe_b.batch_size=32", "recipe_a.epochs=3", "recipe_b.epochs=3"]
+
+
+def _record(root: Path) -> dict:
+    (path,) = root.rglob("results.json")
+    return json.loads(path.read_text())
+
+
+def _run_on_both(run_cli, root: Path, app: str, *overrides: str) -> tuple[dict, dict]:
+    """The job's record with ``device=cuda``, then rerun (``force=true``) with ``device=cpu``."""
+    run_cli(app, *overrides, f"device={APP_DEVICE}", env=APP_ENV)
+    on_device = _record(root)
+    run_cli(app, *overrides, "device=cpu", "force=true", env=APP_ENV)
+    on_cpu = _record(root)  # the same folder: device is not part of the job identity
+    assert on_device["identity"] == on_cpu["identity"]
+    assert on_device["status"] == on_cpu["status"] == "ok", (on_device.get("error"), on_cpu.get("error"))
+    assert on_device["metrics"]["device"] == str(resolve_device(APP_DEVICE))  # e.g. cuda:0
+    assert on_cpu["metrics"]["device"] == "cpu"
+    return on_device["metrics"], on_cpu["metrics"]
+
+
+def test_stitch_app_runs_on_cuda_and_gives_the_cpu_answers(run_cli, tmp_path):
+    data = Digits()
+    data.setup()
+    got, cpu = _run_on_both(run_cli, tmp_path / "outputs", "stitch", "layer_pair.front=conv4", *APP_TINY)
+    assert min(cpu["acc_a"], cpu["acc_b"]) > 0.9 and cpu["stitched_acc"] > 0.4  # 0.97, 0.98, 0.64
+    for key in STITCH_ACCURACIES:
+        assert got[key] == pytest.approx(cpu[key], abs=2 * one_example(data)), key
+    for key in STITCH_CONTINUOUS:
+        assert got[key] == pytest.approx(cpu[key], rel=1e-3), key
+    # task-loss stitch training (Lightning) on the job's device
+    (tmp_path / "task_loss").mkdir()
+    run_cli("stitch", "layer_pair.front=conv4", "matching=task_loss", "matching.epochs=1", "matching.lr=1e-2",
+            "matching.schedule=constant", "matching.batch_size=32", *APP_TINY, f"device={APP_DEVICE}",
+            env=APP_ENV, cwd=tmp_path / "task_loss")  # fmt: skip
+    trained = _record(tmp_path / "task_loss")
+    assert trained["status"] == "ok", trained.get("error")
+    assert trained["metrics"]["device"].startswith(APP_DEVICE) and len(trained["metrics"]["history"]) == 1
+    assert math.isfinite(trained["metrics"]["history"][0]["train_loss"])
+    assert trained["metrics"]["stitched_acc"] > 0.5, trained["metrics"]["stitched_acc"]  # 0.79 on the CPU
+
+
+def test_compare_app_runs_on_cuda_and_gives_the_cpu_matrices(run_cli, tmp_path):
+    got, cpu = _run_on_both(run_cli, tmp_path / "outputs", "compare", *APP_TINY, "similarity.n_subset=120",
+                            "cut_points_a=[conv2,conv5,pool]", "cut_points_b=[conv2,conv5,pool]")  # fmt: skip
+    assert sorted(got["matrices"]) == sorted(cpu["matrices"]) and len(cpu["matrices"]) == 5
+    for name, matrix in cpu["matrices"].items():
+        diff = (torch.tensor(got["matrices"][name]) - torch.tensor(matrix)).abs().max().item()
+        assert diff <= 1e-4, (name, diff)
