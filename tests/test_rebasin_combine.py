@@ -181,3 +181,11 @@ def test_robustness_sweep_grows_with_q():
     assert rows[0]["combination"]["agree_a"]["min"] == 1.0
     assert rows[1]["moved"] > 0.9
     assert torch.equal(perm["fc1"], invert_permutation(random_permutation(spec, 1))["fc1"])
+
+
+def test_models_on_two_devices_are_refused_by_name():
+    from stitchwork.training.evaluate import DeviceMismatchError
+
+    a, b = pair()
+    with pytest.raises(DeviceMismatchError, match="model_b on meta"):
+        evaluate_combinations(a, [a.state_dict()], [], a, b.to("meta"))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..training.evaluate import model_device
+from ..training.evaluate import common_device
 
 State = Mapping[str, torch.Tensor]
 
@@ -130,7 +130,7 @@ def evaluate_combinations(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
-    device = model_device(model)
+    device = common_device("combination evaluation", model=model, model_a=model_a, model_b=model_b)
     modes = [m.training for m in (model, model_a, model_b)]
     for m in (model, model_a, model_b):
         m.eval()
