@@ -70,10 +70,10 @@ def _timed(fn, device: torch.device) -> tuple[Any, float]:
 def _faster(model: nn.Module, stacked: Mapping[str, torch.Tensor], x: torch.Tensor,
             chunk_size: int | None) -> tuple[str, torch.Tensor]:
     """Time both strategies on ``x`` (all K batched vs one combination × K); the winner and the logits."""
-    device, k = x.device, len(next(iter(stacked.values())))
-    logits, t_batched = _timed(lambda: batched_logits(model, stacked, x, chunk_size), device)
-    first = {n: v[0] for n, v in stacked.items()}
-    _, t_one = _timed(lambda: functional_call(model, first, (x,)), device)
+    k = len(next(iter(stacked.values())))
+    logits, t_batched = _timed(lambda: batched_logits(model, stacked, x, chunk_size), x.device)
+    first = {n: v[:1] for n, v in stacked.items()}
+    _, t_one = _timed(lambda: sequential_logits(model, first, x), x.device)
     return ("sequential" if k * t_one < t_batched else "batched"), logits
 
 
