@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .models.base import CutModel
+from .utils.modules import eval_mode, model_device
 
 
 class UnknownCutPointError(ValueError):
@@ -58,16 +59,10 @@ def cut_point_shapes(model: CutModel, input_shape: Sequence[int] | None = None) 
     model's train/eval mode is restored afterwards.
     """
     shape = tuple(input_shape) if input_shape is not None else model.input_shape
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    try:
-        x = torch.zeros((2, *shape), device=device)
-        shapes: dict[str, tuple] = {}
+    shapes: dict[str, tuple] = {}
+    with eval_mode(model):
+        x = torch.zeros((2, *shape), device=model_device(model))
         for name, stage in model.stages.items():
             x = stage(x)
             shapes[name if name in model.cut_points else "logits"] = tuple(x.shape[1:])
-    finally:
-        model.train(was_training)
     return shapes

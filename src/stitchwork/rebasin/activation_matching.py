@@ -16,7 +16,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from ..training.evaluate import common_device
+from ..utils.modules import common_device, eval_mode
+from ..utils.moments import Moments
 from .matching import check_compatible
 from .spec import Permutation, PermutationSpec, SpecError
 from .stats import batch_input, output_hook, unit_features
@@ -24,32 +25,21 @@ from .stats import batch_input, output_hook, unit_features
 METHODS = ("corr", "inner")
 
 
-class _CrossStats:
-    """Streaming float64 moments of two ``(n, c)`` feature streams."""
+class _CrossStats(Moments):
+    """Streaming float64 moments of two ``(n, c)`` feature streams (shifted, shared accumulator)."""
 
     def __init__(self) -> None:
-        self.n = 0
-        self.sum_a = self.sum_b = self.sq_a = self.sq_b = self.cross = None
+        super().__init__(xx="diag", yy="diag", cross=True)
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        a, b = unit_features(a).double(), unit_features(b).double()  # (n*positions, c)
-        parts = (a.sum(0), b.sum(0), (a * a).sum(0), (b * b).sum(0), a.T @ b)
-        if self.sum_a is None:
-            self.sum_a, self.sum_b, self.sq_a, self.sq_b, self.cross = parts
-        else:
-            for name, part in zip(("sum_a", "sum_b", "sq_a", "sq_b", "cross"), parts, strict=True):
-                getattr(self, name).add_(part)
-        self.n += a.shape[0]
+        super().update(unit_features(a), unit_features(b))  # (n*positions, c)
 
     def similarity(self, method: str) -> torch.Tensor:
         """``(c, c)``: correlation or mean inner product of A's unit i with B's unit j."""
-        cross = self.cross / self.n
+        cov = self.cov_xy()
         if method == "inner":
-            return cross
-        mean_a, mean_b = self.sum_a / self.n, self.sum_b / self.n
-        cov = cross - torch.outer(mean_a, mean_b)
-        std_a = (self.sq_a / self.n - mean_a**2).clamp_min(0).sqrt()
-        std_b = (self.sq_b / self.n - mean_b**2).clamp_min(0).sqrt()
+            return cov + torch.outer(self.mean_x, self.mean_y)
+        std_a, std_b = self.cov_x().clamp_min(0).sqrt(), self.cov_y().clamp_min(0).sqrt()
         return cov / (torch.outer(std_a, std_b) + 1e-12)
 
 
@@ -61,7 +51,7 @@ def activation_matching(
     """Permutation of B's units maximising the summed unit similarity to A, per layer.
 
     Models are run in eval mode (their modes are restored) on their common device
-    (:class:`~stitchwork.training.evaluate.DeviceMismatchError` if they differ).
+    (:class:`~stitchwork.utils.modules.DeviceMismatchError` if they differ).
     Permutations whose activations are listed at several points (e.g. a ResNet stream)
     sum the similarities over those points.
     """
@@ -82,20 +72,18 @@ def activation_matching(
             store = captured[tag]
             hook = output_hook(lambda out, store=store, m=m: store.__setitem__(m, out.detach()))
             handles.append(modules[m].register_forward_hook(hook))
-    modes = (model_a.training, model_b.training)
-    model_a.eval(), model_b.eval()
     try:
-        for i, batch in enumerate(data):
-            if max_batches is not None and i >= max_batches:
-                break
-            x = batch_input(batch).to(device)
-            model_a(x), model_b(x)
-            for m in points:
-                stats[m].update(captured["a"].pop(m), captured["b"].pop(m))
+        with eval_mode(model_a, model_b):
+            for i, batch in enumerate(data):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x = batch_input(batch).to(device)
+                model_a(x), model_b(x)
+                for m in points:
+                    stats[m].update(captured["a"].pop(m), captured["b"].pop(m))
     finally:
         for h in handles:
             h.remove()
-        model_a.train(modes[0]), model_b.train(modes[1])
     if any(s.n == 0 for s in stats.values()):
         raise ValueError("activation matching got no data: the data iterable is empty")
     return {p: _assign(sum(stats[m].similarity(method) for m in spec.activations[p])) for p in spec.perms}

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..training.evaluate import model_device
+from ..utils.modules import model_device
 from .stats import batch_input
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..training.evaluate import common_device
+from ..utils.modules import common_device, eval_mode
 
 State = Mapping[str, torch.Tensor]
 
@@ -131,10 +131,7 @@ def evaluate_combinations(
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     device = common_device("combination evaluation", model=model, model_a=model_a, model_b=model_b)
-    modes = [m.training for m in (model, model_a, model_b)]
-    for m in (model, model_a, model_b):
-        m.eval()
-    try:
+    with eval_mode(model, model_a, model_b):
         stacked = stack_states(states, device)
         totals = _Totals(len(states), device)
         chosen = "batched" if strategy == "auto" else strategy
@@ -147,9 +144,6 @@ def evaluate_combinations(
             else:
                 logits = sequential_logits(model, stacked, x)
             totals.update(logits, y, model_a(x), model_b(x))
-    finally:
-        for m, mode in zip((model, model_a, model_b), modes, strict=True):
-            m.train(mode)
     out = totals.result()
     out["per_sample"] |= stacked_distances(model, stacked, model_a, model_b)
     out["strategy"] = chosen

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..utils.modules import eval_mode, model_device
 from .spec import Axes, PermutationSpec, SpecError, build_spec
 
 #: Modules and functions that act on each unit separately (the group passes through).
@@ -165,12 +166,8 @@ def infer_spec(model: nn.Module, input_shape: Sequence[int] | None = None) -> Pe
         gm = fx.symbolic_trace(model)
     except Exception as err:  # noqa: BLE001 - fx raises many types for untraceable code
         raise SpecError(f"cannot infer a permutation spec: torch.fx cannot trace the model ({err})") from err
-    device = next(model.parameters()).device
-    was_training = gm.training
-    gm.eval()
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros(2, *shape, device=device))
-    gm.train(was_training)
+    with eval_mode(gm), torch.no_grad():
+        ShapeProp(gm).propagate(torch.zeros(2, *shape, device=model_device(model)))
     inference = _Inference(gm)
     inference.run()
     return _to_spec(model, inference)

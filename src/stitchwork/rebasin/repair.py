@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..training.evaluate import model_device
+from ..utils.modules import eval_mode, model_device
 from .spec import PermutationSpec
 from .stats import Moments, batch_input, output_hook, unit_features
 
@@ -54,18 +54,16 @@ def channel_stats(
         modules[p].register_forward_hook(output_hook(lambda out, p=p: _observe(out, moments[p], goal, p)))
         for p in points
     ]
-    was_training = model.training
-    model.eval()
     device = model_device(model)
     try:
-        for i, batch in enumerate(data):
-            if max_batches is not None and i >= max_batches:
-                break
-            model(batch_input(batch).to(device))
+        with eval_mode(model):
+            for i, batch in enumerate(data):
+                if max_batches is not None and i >= max_batches:
+                    break
+                model(batch_input(batch).to(device))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return {p: m.mean_std() for p, m in moments.items()}
 
 

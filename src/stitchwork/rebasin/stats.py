@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..utils.moments import Moments as RowMoments
+
 
 def batch_input(batch: Any) -> torch.Tensor:
     """The inputs of a batch given as ``x`` or ``(x, y, ...)``."""
@@ -19,23 +21,23 @@ def unit_features(out: torch.Tensor) -> torch.Tensor:
     return out.movedim(1, -1).reshape(-1, out.shape[1])
 
 
-class Moments:
-    """Float64 running mean and standard deviation of each unit."""
+class Moments(RowMoments):
+    """Float64 running mean and standard deviation of each unit of a module's output.
+
+    The shared :class:`~stitchwork.utils.moments.Moments` (shifted by the first batch's
+    mean) over :func:`unit_features` rows, keeping per-unit variances only.
+    """
 
     def __init__(self) -> None:
-        self.n, self.total, self.squares = 0, 0.0, 0.0
+        super().__init__(xx="diag")
 
     def update(self, out: torch.Tensor) -> None:
-        x = unit_features(out.detach()).double()
-        self.total = self.total + x.sum(0)
-        self.squares = self.squares + (x * x).sum(0)
-        self.n += x.shape[0]
+        super().update(unit_features(out.detach()))
 
     def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.n == 0:
             raise ValueError("no data reached the layer: the data iterable is empty")
-        mean = self.total / self.n
-        return mean, (self.squares / self.n - mean**2).clamp_min(0).sqrt()
+        return self.mean_x, self.cov_x().clamp_min(0).sqrt()
 
 
 def output_hook(fn: Callable[[torch.Tensor], torch.Tensor | None]):

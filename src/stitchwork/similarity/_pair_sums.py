@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..utils.moments import RowShift
 from ._checks import SimilarityInputError
 from .cka import cka_ratio, unbiased_hsic_from_sums
 
@@ -54,11 +55,10 @@ class StreamedSums:
         """Add one batch: ``feats[k]`` is layer ``k``'s ``(m, d_k)`` rows (same m for all)."""
         z, a = {}, {}
         for k, f in feats.items():
-            f = f.to(_F64)
             if k not in self.layer:
-                self.layer[k] = _zeros(f.shape[1], f.device, f.mean(dim=0), own_sxx=not self.same)
+                self.layer[k] = _zeros(f.shape[1], f.device, RowShift(k[1]), own_sxx=not self.same)
             s = self.layer[k]
-            z[k] = f - s["shift"]  # (m, d) shifted
+            z[k] = s["shift"](f)  # (m, d) float64, shifted by the layer's first-batch mean
             a[k] = z[k].square().sum(dim=1)  # (m,)
             s["sx"] += z[k].sum(dim=0)
             s["sa"] += a[k].sum()
@@ -136,7 +136,7 @@ def _centred_cross(n: int, x: dict, y: dict, sxy, sab, ay, bx) -> tuple[torch.Te
     return kl, sab_c
 
 
-def _zeros(d: int, device: torch.device, shift: torch.Tensor, own_sxx: bool) -> dict[str, Any]:
+def _zeros(d: int, device: torch.device, shift: RowShift, own_sxx: bool) -> dict[str, Any]:
     z = {"dtype": _F64, "device": device}
     sums = {"sx": torch.zeros(d, **z), "ax": torch.zeros(d, **z)}
     if own_sxx:

@@ -25,7 +25,6 @@ point's output is read after the next stage has run.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ..cut import check_cut_point, cut_point_shapes
+from ..utils.modules import eval_mode, model_device
 from ._checks import SPATIAL_POLICIES, SimilarityInputError, spatial_features
 from ._pair_sums import Key, StreamedSums
 from .measures import MEASURES, get_measure
@@ -203,7 +203,7 @@ def _one_pass(models, loader, plan: _Plan, spatial, sums, picked) -> tuple[int, 
     keys = {*plan.rows, *plan.cols}
     kept: dict[Key, list[torch.Tensor]] = {k: [] for k in keys}
     start = 0
-    with _eval_mode(*models.values()), torch.no_grad():
+    with eval_mode(*models.values()), torch.no_grad():
         for batch in loader:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             outs = _layer_outputs(models, x, keys)
@@ -335,18 +335,6 @@ def _in_subset(picked: torch.Tensor, start: int, size: int) -> torch.Tensor:
     return picked[(picked >= start) & (picked < start + size)] - start
 
 
-@contextmanager
-def _eval_mode(*models: nn.Module):
-    modes = [m.training for m in models]
-    try:
-        for m in models:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(models, modes, strict=True):
-            m.train(mode)
-
-
 def _layer_outputs(
     models: dict[str, nn.Module], x: torch.Tensor, keys: Iterable[Key]
 ) -> dict[Key, torch.Tensor]:
@@ -356,11 +344,11 @@ def _layer_outputs(
     sums and subset measures combine them.
     """
     out: dict[Key, torch.Tensor] = {}
-    home = _device_of(models["a"], x)
+    home = model_device(models["a"], default=x.device)
     for tag in sorted({k[0] for k in keys}):
         wanted = {k[1] for k in keys if k[0] == tag}
         model = models[tag]
-        h = x.to(_device_of(model, x))
+        h = x.to(model_device(model, default=x.device))
         for name, stage in model.stages.items():
             h = stage(h)
             if name in wanted:
@@ -368,12 +356,6 @@ def _layer_outputs(
                 if len(wanted) == sum(k[0] == tag for k in out):
                     break  # the rest of the network is not needed
     return out
-
-
-def _device_of(model: nn.Module, x: torch.Tensor) -> torch.device:
-    """The model's device (its first parameter's), or the input's for a parameterless model."""
-    param = next(model.parameters(), None)
-    return param.device if param is not None else x.device
 
 
 def _matrix(plan: _Plan, name: str, value) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from ..utils.moments import RowShift
 from ._checks import SimilarityInputError, as_pair
 from .cka import cka_ratio, linear_stats, sq_norm, unbiased_hsic, unbiased_hsic_from_sums
 
@@ -145,24 +146,27 @@ class LinearCKAAccumulator:
     def __init__(self, debiased: bool = False, spatial: str | None = None) -> None:
         self.debiased = debiased
         self.spatial = spatial
-        self._shift: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._rows = (RowShift("X"), RowShift("Y"))  # the shared first-batch-mean shift
         self._m: _Moments | None = None
+
+    @property
+    def _shift(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        sx, sy = (r.shift for r in self._rows)
+        return None if sx is None else (sx, sy)
 
     def update(self, X: Any, Y: Any) -> None:
         """Add a batch of paired rows ``(b, dx)`` and ``(b, dy)`` (any b >= 1)."""
         X, Y = as_pair(X, Y, self.spatial, min_samples=1)
-        X, Y = X.to(_F64), Y.to(_F64)
-        if self._shift is None:
-            self._shift = (X.mean(dim=0), Y.mean(dim=0))
-        sx, sy = self._shift
-        if (X.shape[1], Y.shape[1]) != (sx.numel(), sy.numel()):
+        held = (self._rows[0].width, self._rows[1].width)
+        if held[0] is not None and (X.shape[1], Y.shape[1]) != held:
             raise SimilarityInputError(
                 f"batch has {X.shape[1]} and {Y.shape[1]} features but the accumulator holds "
-                f"{sx.numel()} and {sy.numel()}"
+                f"{held[0]} and {held[1]}"
             )
+        x, y = self._rows[0](X), self._rows[1](Y)  # float64, shifted
         if self._m is None:
-            self._m = _Moments.zeros(sx.numel(), sy.numel(), X.device)
-        self._m.add_rows_(X - sx, Y - sy)
+            self._m = _Moments.zeros(x.shape[1], y.shape[1], x.device)
+        self._m.add_rows_(x, y)
 
     def merge(self, other: LinearCKAAccumulator) -> LinearCKAAccumulator:
         """Fold in ``other``'s rows (its sums are re-expressed around this shift); returns self."""
@@ -172,7 +176,8 @@ class LinearCKAAccumulator:
             return self
         if self._m is None:  # adopt a copy of other's sums and shift
             zx, zy = torch.zeros_like(other._shift[0]), torch.zeros_like(other._shift[1])
-            self._shift, self._m = other._shift, other._m.shifted(zx, zy)
+            self._rows[0].shift, self._rows[1].shift = other._shift
+            self._m = other._m.shifted(zx, zy)
             return self
         (sx, sy), (ox, oy) = self._shift, other._shift
         if (sx.numel(), sy.numel()) != (ox.numel(), oy.numel()):

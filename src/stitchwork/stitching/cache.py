@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..training.evaluate import model_device
+from ..utils.modules import eval_mode, model_device
 
 #: Default cap on the size of a cache of activations (bytes).
 DEFAULT_CACHE_BYTES = 2 * 1024**3
@@ -53,19 +53,13 @@ def cache_activations(
     """
     device = model_device(front)
     acts, labels, logits = [], [], []
-    modes = [(m, m.training) for m in (front, teacher) if m is not None]
-    for m, _ in modes:
-        m.eval()
-    try:
+    with eval_mode(front, teacher):
         for x, y, *_ in loader:
             x = x.to(device)
             acts.append(front(x).float().cpu())  # (b, *shape_a)
             labels.append(y.cpu())
             if teacher is not None:
                 logits.append(teacher(x).float().cpu())  # (b, classes)
-    finally:
-        for m, mode in modes:
-            m.train(mode)
     tensors = [torch.cat(acts), torch.cat(labels)] + ([torch.cat(logits)] if teacher is not None else [])
     return TensorDataset(*tensors)
 

@@ -16,59 +16,30 @@ from __future__ import annotations
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from ..utils.moments import Moments
 from .base import CrossMoments, StitchWeights
 
 _F64 = torch.float64
 
 
-class MomentAccumulator:
-    """Streams paired rows ``x (m, dx)``, ``y (m, dy)`` into :class:`CrossMoments`."""
+class MomentAccumulator(Moments):
+    """Streams paired rows ``x (m, dx)``, ``y (m, dy)`` into :class:`CrossMoments`.
+
+    The shared float64 :class:`~stitchwork.utils.moments.Moments` (rows shifted by the first
+    batch's mean) keeping ``XᵀX`` in full, ``diag(YᵀY)`` and ``XᵀY``.
+    """
 
     def __init__(self) -> None:
-        self.n = 0
-        self._shift: tuple[torch.Tensor, torch.Tensor] | None = None  # first batch's means
-        self._sums: list[torch.Tensor] | None = None
-
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Add one batch of paired rows (any device; reduced in float64)."""
-        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"need paired rows (m, dx) and (m, dy), got {tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        dx, dy = x.shape[1], y.shape[1]
-        if self._shift is None:
-            self._shift = (x.detach().to(_F64).mean(0), y.detach().to(_F64).mean(0))
-            self._sums = [torch.zeros(d, dtype=_F64, device=x.device) for d in (dx, dy, (dx, dx), (dx, dy), dy)]
-        if (dx, dy) != (self._shift[0].numel(), self._shift[1].numel()):
-            raise ValueError(
-                f"batch has {dx} and {dy} features, the first batch had "
-                f"{self._shift[0].numel()} and {self._shift[1].numel()}"
-            )
-        xs = torch.sub(x.detach(), self._shift[0])  # promoted to float64 in the same pass
-        ys = torch.sub(y.detach().to(x.device), self._shift[1])
-        sx, sy, sxx, sxy, syy = self._sums
-        sx += xs.sum(0)
-        sy += ys.sum(0)
-        sxx.addmm_(xs.T, xs)
-        sxy.addmm_(xs.T, ys)
-        syy += torch.linalg.vector_norm(ys, dim=0).square()
-        self.n += xs.shape[0]
+        super().__init__(xx="full", yy="diag", cross=True)
 
     def moments(self) -> CrossMoments:
         """Centred covariances at the full-data means."""
         if self.n < 2:
             raise ValueError(f"need at least 2 rows to fit a stitch, got {self.n}")
-        sx, sy, sxx, sxy, syy = self._sums
-        n = self.n
-        mx, my = sx / n, sy / n  # means of the shifted rows
         return CrossMoments(
-            n=n,
-            mean_x=mx + self._shift[0],
-            mean_y=my + self._shift[1],
-            cxx=sxx / n - torch.outer(mx, mx),
-            cxy=sxy / n - torch.outer(mx, my),
-            cyy_diag=syy / n - my.square(),
-        )
+            n=self.n, mean_x=self.mean_x, mean_y=self.mean_y,
+            cxx=self.cov_x(), cxy=self.cov_xy(), cyy_diag=self.cov_y(),
+        )  # fmt: skip
 
 
 def moments_of(x: torch.Tensor, y: torch.Tensor) -> CrossMoments:

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 
 from ..data.base import ClassificationData
-from ..training.evaluate import model_device
+from ..utils.modules import model_device
 from .cache import cache_activations, cached_loader, should_cache
 from .direct import MomentAccumulator
 from .stitched import StitchedModel

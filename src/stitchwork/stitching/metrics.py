@@ -16,34 +16,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..similarity import LinearCKAAccumulator
-from ..training.evaluate import evaluate, model_device
+from ..training.evaluate import evaluate
+from ..utils.modules import eval_mode, model_device
+from ..utils.moments import Moments
 from .stitched import StitchedModel
 
 _F64 = torch.float64
 
 
-class RowStats:
+class RowStats(Moments):
     """Streaming mean, covariance and total squared deviation of rows ``(m, d)`` (float64)."""
 
     def __init__(self) -> None:
-        self.n, self.shift, self.s, self.ss = 0, None, None, None
-
-    def update(self, y: torch.Tensor) -> None:
-        y = y.to(_F64)
-        if self.shift is None:
-            self.shift = y.mean(0)
-            self.s, self.ss = torch.zeros_like(self.shift), torch.zeros(len(self.shift), len(self.shift), dtype=_F64, device=y.device)
-        y = y - self.shift
-        self.s += y.sum(0)
-        self.ss += y.T @ y
-        self.n += y.shape[0]
+        super().__init__(xx="full")
 
     def mean(self) -> torch.Tensor:
-        return self.shift + self.s / self.n
+        return self.mean_x
 
     def cov(self) -> torch.Tensor:
-        m = self.s / self.n
-        return self.ss / self.n - torch.outer(m, m)
+        return self.cov_x()
 
     def total_variation(self) -> float:
         """``‖Y − mean‖²_F`` over all rows seen."""
@@ -127,14 +118,10 @@ def stitch_metrics(
     model_a, model_b = model_a.to(device), model_b.to(device)
     train = data.loader("train", batch_size=batch_size, shuffle=False)
     test = data.loader("test", batch_size=batch_size, shuffle=False)
-    was_training = stitched.training
-    stitched.eval()
-    try:
+    with eval_mode(stitched):
         residual_fit, b_stats = _fit_pass(stitched, train)
         gauss = Mahalanobis(b_stats.mean(), b_stats.cov(), ood_ridge)
         out = _test_pass(stitched, test, gauss)
-    finally:
-        stitched.train(was_training)
     acc_a, acc_b = evaluate(model_a, test)["acc"], evaluate(model_b, test)["acc"]
     out.update(
         acc_a=acc_a, acc_b=acc_b, relative_acc=out["stitched_acc"] / acc_b if acc_b else float("nan"),

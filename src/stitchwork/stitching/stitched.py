@@ -16,7 +16,7 @@ from torch import nn
 
 from ..cut import cut_point_shapes, split
 from ..models.base import CutModel
-from ..training.evaluate import common_device
+from ..utils.modules import common_device
 from .base import StitchFactory, StitchLayer, StitchShapeError
 
 
@@ -85,7 +85,7 @@ def build_stitched(
         For a cut point the model does not list (the message lists the valid ones).
     StitchShapeError
         When the inputs of A and B differ, or the stitch cannot join the two shapes.
-    stitchwork.training.evaluate.DeviceMismatchError
+    stitchwork.utils.modules.DeviceMismatchError
         When A and B are on different devices (the stitch goes on their device).
     """
     device = common_device("stitching", model_a=model_a, model_b=model_b)

@@ -1,7 +1,8 @@
 """Training recipes, the classifier Lightning module, and evaluation loops."""
 
+from ..utils.modules import model_device
 from .classifier import Classifier, NonFiniteLossError
-from .evaluate import evaluate, model_device
+from .evaluate import evaluate
 from .fit import fit_classifier
 from .recipe import TrainRecipe, build_optimizer, build_scheduler, lr_factor
 from .resume import PreemptionCheckpoint

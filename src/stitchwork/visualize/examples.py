@@ -13,6 +13,7 @@ import torch
 
 from ..cut import front as front_of
 from ..models.base import CutModel
+from ..utils.modules import eval_mode, model_device
 from .target import Position, channel_values, check_target
 
 
@@ -40,16 +41,11 @@ class TopExamples:
 def _batches(model: CutModel, cut_point: str, batches: Iterable, position: Position):
     """Yield ``(x, (n, C) channel scores)`` for every batch, in eval mode (restored)."""
     net = front_of(model, cut_point)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                yield x, channel_values(net(x.to(device)), position).cpu()
-    finally:
-        model.train(was_training)
+    device = model_device(model)
+    with eval_mode(model), torch.no_grad():
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            yield x, channel_values(net(x.to(device)), position).cpu()
 
 
 def top_examples(

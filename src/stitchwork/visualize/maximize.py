@@ -16,6 +16,7 @@ import torch
 
 from ..cut import front as front_of
 from ..models.base import CutModel
+from ..utils.modules import eval_mode, model_device
 from .param import FourierImage, PixelRange
 from .redirect import redirected_relu
 from .target import ChannelError, Position, check_target, paired_values
@@ -95,7 +96,7 @@ def maximize(
             f"feature visualization needs image input (c, h, w); this model takes {model.input_shape}"
         )
     check_target(model, cut_point, channels, position)
-    device = next(model.parameters()).device
+    device = model_device(model)
     gen = torch.Generator().manual_seed(int(settings.seed))
     aug = settings.augment or Augment.for_size(min(model.input_shape[1:]))
     image = FourierImage(
@@ -103,10 +104,8 @@ def maximize(
     ).to(device)
     target = torch.tensor([int(c) for c in channels], device=device)
     net = front_of(model, cut_point)
-    was_training = model.training
-    model.eval()
     history: list[float] = []
-    try:
+    with eval_mode(model):
         opt = torch.optim.Adam(image.parameters(), lr=settings.lr)
         for _ in range(settings.steps):
             with redirected_relu() if settings.redirect_relu else nullcontext():
@@ -118,8 +117,6 @@ def maximize(
         with torch.no_grad():
             final = image()
             reached = paired_values(net(final), target, position)
-    finally:
-        model.train(was_training)
     return Visualization(cut_point, [int(c) for c in channels], position, final.cpu(), reached.cpu(), history)
 
 
@@ -131,11 +128,6 @@ def score_images(
     check_target(model, cut_point, channels, position)
     if len(images) != len(channels):
         raise ValueError(f"{len(images)} images for {len(channels)} channels; need one per channel")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        acts = front_of(model, cut_point)(images.to(device))
+    with eval_mode(model):
+        acts = front_of(model, cut_point)(images.to(model_device(model)))
         return paired_values(acts, torch.tensor(list(channels)), position).cpu()
-    finally:
-        model.train(was_training)
