@@ -154,28 +154,11 @@ def weight_matching(
     if max_sweeps < 1:
         raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
     check_compatible(spec, state_a, state_b)
-    device = next(iter(state_a.values())).device
-    a = {k: v.detach().to(device, torch.float64) for k, v in state_a.items() if k not in spec.buffers}
-    b = {k: v.detach().to(device, torch.float64) for k, v in state_b.items() if k not in spec.buffers}
-    if init is not None:  # start from B permuted by init; the result composes init with the rest
-        b = {k: permute_tensor(spec, init, k, v) for k, v in b.items()}
-    ops = _NUMPY if device.type == "cpu" else _torch_ops(device)
-    if ops is _NUMPY:
-        a, b = ({k: v.numpy() for k, v in s.items()} for s in (a, b))
-    layouts = _Layouts(spec, a, b, ops)
+    layouts = _layouts(spec, state_a, state_b, init)
     perm = {p: np.arange(n) for p, n in spec.perm_sizes.items()}
     gen = torch.Generator().manual_seed(int(seed))
-    names = spec.perms
     for _ in range(max_sweeps):
-        gained = False
-        for index in torch.randperm(len(names), generator=gen).tolist():
-            p = names[index]
-            sim = layouts.similarity(p)
-            rows, cols = linear_sum_assignment(sim, maximize=True)
-            old = sim[rows, perm[p]].sum()
-            if sim[rows, cols].sum() - old > 1e-12 * (1.0 + abs(old)):
-                layouts.reorder(p, np.argsort(perm[p])[cols])  # relative to the current one
-                gained, perm[p] = True, cols
+        gained = _sweep(spec.perms, layouts, perm, torch.randperm(len(spec.perms), generator=gen).tolist())
         if history is not None:
             history.append(layouts.objective(perm))
         if not gained:
@@ -184,6 +167,36 @@ def weight_matching(
     if init is not None:
         found = {p: init[p].cpu()[v] for p, v in found.items()}
     return found
+
+
+def _layouts(
+    spec: PermutationSpec, state_a: Mapping[str, torch.Tensor], state_b: Mapping[str, torch.Tensor],
+    init: Permutation | None,
+) -> _Layouts:
+    """Float64 copies of the matched parameters on A's device (numpy on the CPU), laid out."""
+    device = next(iter(state_a.values())).device
+    a = {k: v.detach().to(device, torch.float64) for k, v in state_a.items() if k not in spec.buffers}
+    b = {k: v.detach().to(device, torch.float64) for k, v in state_b.items() if k not in spec.buffers}
+    if init is not None:  # start from B permuted by init; the result composes init with the rest
+        b = {k: permute_tensor(spec, init, k, v) for k, v in b.items()}
+    ops = _NUMPY if device.type == "cpu" else _torch_ops(device)
+    if ops is _NUMPY:
+        a, b = ({k: v.numpy() for k, v in s.items()} for s in (a, b))
+    return _Layouts(spec, a, b, ops)
+
+
+def _sweep(names: list[str], layouts: _Layouts, perm: dict[str, np.ndarray], order: list[int]) -> bool:
+    """One coordinate-ascent sweep in ``order``: exact LAP per permutation; did any gain?"""
+    gained = False
+    for index in order:
+        p = names[index]
+        sim = layouts.similarity(p)
+        rows, cols = linear_sum_assignment(sim, maximize=True)
+        old = sim[rows, perm[p]].sum()
+        if sim[rows, cols].sum() - old > 1e-12 * (1.0 + abs(old)):
+            layouts.reorder(p, np.argsort(perm[p])[cols])  # relative to the current one
+            gained, perm[p] = True, cols
+    return gained
 
 
 class WeightMatcher:

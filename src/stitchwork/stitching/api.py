@@ -113,17 +113,31 @@ def stitch(
     method = resolve_matching(matching, **(matching_options or {}))
     L.seed_everything(seed, verbose=False)
     stitched = build_stitched(model_a, cut_a, model_b, cut_b, factory)
-    layer = stitched.stitch
-    record: dict[str, Any] = {
-        "layer_a": cut_a, "layer_b": cut_b, "shape_a": list(layer.in_shape),
-        "shape_b": list(layer.out_shape), "width_a": layer.in_shape[0], "width_b": layer.out_shape[0],
-        "stitch": layer.kind, "matching": method_name(method), "stitch_params": parameter_count(layer),
-    }  # fmt: skip
-    fit_start = time.perf_counter()
-    record.update(method(MatchContext(stitched, data, seed, dict(trainer_options or {}))))
-    record["matching_wall_s"] = time.perf_counter() - fit_start
-    stitched.eval()
+    record = describe_stitch(stitched, cut_a, cut_b, method)
+    record.update(fit_stitch(stitched, data, method, seed, trainer_options))
     if metrics:
         record.update(stitch_metrics(stitched, model_a, model_b, data, batch_size=metric_batch_size))
     record["wall_time_s"] = time.perf_counter() - start
     return stitched, record
+
+
+def describe_stitch(stitched: StitchedModel, cut_a: str, cut_b: str, method: Any) -> dict[str, Any]:
+    """The record's header: layer names, shapes, widths, stitch kind, method, parameter count."""
+    layer = stitched.stitch
+    return {
+        "layer_a": cut_a, "layer_b": cut_b, "shape_a": list(layer.in_shape),
+        "shape_b": list(layer.out_shape), "width_a": layer.in_shape[0], "width_b": layer.out_shape[0],
+        "stitch": layer.kind, "matching": method_name(method), "stitch_params": parameter_count(layer),
+    }  # fmt: skip
+
+
+def fit_stitch(
+    stitched: StitchedModel, data: ClassificationData, method: MatchingMethod, seed: int = 0,
+    trainer_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit the stitch layer with ``method``; its report plus ``matching_wall_s``. Ends in eval mode."""
+    fit_start = time.perf_counter()
+    report = dict(method(MatchContext(stitched, data, seed, dict(trainer_options or {}))))
+    report["matching_wall_s"] = time.perf_counter() - fit_start
+    stitched.eval()
+    return report

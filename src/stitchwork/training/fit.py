@@ -10,8 +10,9 @@ import lightning as L
 from torch import nn
 
 from ..data.base import ClassificationData
+from ..utils.modules import model_device
 from .classifier import Classifier
-from .evaluate import evaluate, model_device
+from .evaluate import evaluate
 from .recipe import TrainRecipe
 from .resume import PreemptionCheckpoint
 
@@ -37,40 +38,54 @@ def fit_classifier(
     "wall_time_s", "resumed"}``.
     """
     L.seed_everything(seed, workers=True, verbose=False)
-    options = {"enable_checkpointing": False, "enable_model_summary": False, "logger": logger}
-    options.update(trainer_options or {})
-    options.update(max_epochs=recipe.epochs, precision=recipe.precision)
     preemption = PreemptionCheckpoint(checkpoint_dir) if checkpoint_dir is not None else None
-    if preemption is not None:
-        options["callbacks"] = [*options.get("callbacks", []), preemption]
-    options.setdefault("plugins", slurm_plugins())
+    options = _trainer_options(recipe, trainer_options, logger, preemption)
     data.setup("fit")
     home = model_device(net)
     start = time.perf_counter()
     trainer = L.Trainer(**options)
-    module = Classifier(net, recipe, data.num_classes)
     resume = preemption.resume_path() if preemption is not None else None
     trainer.fit(
-        module,
+        Classifier(net, recipe, data.num_classes),
         train_dataloaders=data.loader("train", batch_size=recipe.batch_size),
         val_dataloaders=data.loader("val") if len(data.val_set) else None,
         ckpt_path=resume,
     )
     if preemption is not None:
         preemption.discard()
-    wall = time.perf_counter() - start
-    metrics: dict[str, Any] = {"wall_time_s": wall, "resumed": resume is not None}
+    metrics: dict[str, Any] = {"wall_time_s": time.perf_counter() - start, "resumed": resume is not None}
     # Lightning's teardown leaves the module on the CPU: measure on the training device, then
     # return the model to where it came from (trained in place, it stays put).
     net.to(trainer.strategy.root_device)
     try:
-        for split in ("train", "val", "test"):
-            loader = data.loader(split, shuffle=False)
-            if len(loader.dataset):
-                result = evaluate(net, loader)
-                metrics[f"{split}_acc"], metrics[f"{split}_loss"] = result["acc"], result["loss"]
+        metrics.update(split_metrics(net, data))
     finally:
         net.to(home)
+    return metrics
+
+
+def _trainer_options(
+    recipe: TrainRecipe, trainer_options: dict[str, Any] | None, logger: Any,
+    preemption: PreemptionCheckpoint | None,
+) -> dict[str, Any]:
+    """``lightning.Trainer`` arguments: quiet defaults, the caller's, then the recipe's."""
+    options = {"enable_checkpointing": False, "enable_model_summary": False, "logger": logger}
+    options.update(trainer_options or {})
+    options.update(max_epochs=recipe.epochs, precision=recipe.precision)
+    if preemption is not None:
+        options["callbacks"] = [*options.get("callbacks", []), preemption]
+    options.setdefault("plugins", slurm_plugins())
+    return options
+
+
+def split_metrics(net: nn.Module, data: ClassificationData) -> dict[str, float]:
+    """``{split}_acc`` and ``{split}_loss`` of ``net`` on every non-empty split, unshuffled."""
+    metrics = {}
+    for split in ("train", "val", "test"):
+        loader = data.loader(split, shuffle=False)
+        if len(loader.dataset):
+            result = evaluate(net, loader)
+            metrics[f"{split}_acc"], metrics[f"{split}_loss"] = result["acc"], result["loss"]
     return metrics
 
 
