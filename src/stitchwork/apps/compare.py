@@ -18,12 +18,14 @@ import logging
 import warnings
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..similarity import DISTANCES
+from ..similarity import Measure, SimilarityInputError
 from ..similarity.all_pairs import SimilarityMatrices, all_pairs, check_all_pairs
 from ..sweep.heatmaps import LayerMatrix, draw_matrices, sanity_ranks
 from .common import Job, build_data, build_model, get_base_model, run_job
+from .config import conf_dir
 from .entry import hydra_entry
 from .tables import print_table
 
@@ -33,11 +35,32 @@ log = logging.getLogger("stitchwork")
 def similarity_options(cfg: DictConfig) -> dict[str, Any]:
     """Keyword arguments of :func:`all_pairs` from ``conf/similarity`` and the cut-point lists."""
     sim = OmegaConf.to_container(cfg.similarity, resolve=True)
+    sim["measures"] = build_measures(sim.get("measures"))
     sim["max_moment_bytes"] = int(float(sim.pop("max_moment_gib", 2.0)) * 2**30)
     for side in ("a", "b"):
         cuts = cfg.get(f"cut_points_{side}")
         sim[f"cut_points_{side}"] = None if cuts is None else list(cuts)
     return sim
+
+
+def build_measures(names: Any) -> Any:
+    """Measure objects for ``similarity.measures``: each name is ``conf/similarity/measure/<name>.yaml``.
+
+    Anything but a list of names is passed on unchanged for :func:`all_pairs` to refuse.
+    """
+    if not isinstance(names, list):
+        return names
+    folder = conf_dir() / "similarity" / "measure"
+    valid = sorted(p.stem for p in folder.glob("*.yaml"))
+    measures = []
+    for name in names:
+        if name not in valid:
+            raise SimilarityInputError(f"unknown similarity measure {name!r}; valid names: {', '.join(valid)}")
+        measure = instantiate(OmegaConf.load(folder / f"{name}.yaml"))
+        if not isinstance(measure, Measure):
+            raise TypeError(f"{folder / name}.yaml builds a {type(measure).__name__}, not a Measure")
+        measures.append(measure)
+    return measures
 
 
 def compare_job(job: Job) -> dict:
@@ -81,7 +104,7 @@ def compare_job(job: Job) -> dict:
 
 def layer_matrix(result: SimilarityMatrices, measure: str) -> LayerMatrix:
     """``result[measure]`` as the sweep room's layer × layer matrix (A's cut points as rows)."""
-    kind = "distance" if measure in DISTANCES else "similarity"
+    kind = "distance" if measure in result.distances else "similarity"
     title = f"{measure} ({kind}, n={result.n_examples[measure]})"
     return LayerMatrix(title, measure, list(result.rows), list(result.cols), result[measure].numpy(),
                        row_axis="model A cut point", col_axis="model B cut point")  # fmt: skip
@@ -91,7 +114,7 @@ def sanity(result: SimilarityMatrices) -> dict[str, list[dict]]:
     """Per measure: does A's layer i find B's layer i most similar? (Kornblith et al.'s check.)"""
     if not set(result.rows) & set(result.cols):
         return {}
-    return {m: sanity_ranks(layer_matrix(result, m), m not in DISTANCES) for m in result.values}
+    return {m: sanity_ranks(layer_matrix(result, m), m not in result.distances) for m in result.values}
 
 
 def _diagonal_means(result: SimilarityMatrices) -> dict[str, float]:

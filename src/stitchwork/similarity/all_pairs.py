@@ -4,8 +4,9 @@ Each batch of the loader is run once through model A and once through model B (o
 when B is A), stage by stage, and every chosen cut point's output is taken on the way: no
 hooks, no re-running a model per pair. Two kinds of measure are served from that one pass:
 
-- *streamed* (``linear_cka``, ``linear_cka_debiased``): exact over every example of the
-  loader, from float64 sums (those of :class:`~stitchwork.similarity.LinearCKAAccumulator`,
+- *streamed* (measures whose :meth:`~stitchwork.similarity.Measure.accumulator` is a
+  :class:`~stitchwork.similarity.LinearCKAAccumulator`: ``linear_cka``,
+  ``linear_cka_debiased``): exact over every example of the loader, from float64 sums (those of :class:`~stitchwork.similarity.LinearCKAAccumulator`,
   rows shifted by each layer's first-batch mean), shared: each layer's own sums serve every
   pair it is in, and every pair's cross sums come from one GEMM per batch over the layers
   stacked side by side (see ``_pair_sums``). Memory is that of the feature form,
@@ -17,6 +18,9 @@ hooks, no re-running a model per pair. Two kinds of measure are served from that
   says so (``n_examples``).
 - *subset* (every other measure): computed by the library function on a fixed, seeded subset
   of ``n_subset`` examples, whose activations are kept per layer (after the spatial policy).
+
+A measure declared ``symmetric`` is computed once per unordered pair in a self-comparison and
+mirrored; any other is computed for every ordered pair. Arguments are checked by ``_plan``.
 
 Stages must not modify their input in place (no stitchwork model does), because a cut
 point's output is read after the next stage has run.
@@ -31,17 +35,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cut import check_cut_point, cut_point_shapes
 from ..utils.modules import eval_mode, model_device
-from ._checks import SPATIAL_POLICIES, SimilarityInputError, spatial_features
+from ._checks import SimilarityInputError, spatial_features
 from ._pair_sums import Key, StreamedSums
-from .measures import MEASURES, get_measure
+from ._plan import (
+    LINEAR_MODES,
+    Plan,
+    check_subset_size,
+    dataset_size,
+    in_subset,
+    make_plan,
+    subset_positions,
+)
+from .measures import Measure
 
-#: Measures that can be streamed exactly over all examples (name -> debiased).
-STREAMABLE = {"linear_cka": False, "linear_cka_debiased": True}
-#: Measures with m(X, Y) == m(Y, X), mirrored in self-comparisons (pwcca is not symmetric).
-SYMMETRIC = frozenset(set(MEASURES) - {"pwcca"})
-LINEAR_MODES = ("auto", "stream", "subset")
+__all__ = ["LINEAR_MODES", "SimilarityMatrices", "all_pairs", "check_all_pairs"]
 _F64 = torch.float64
 
 
@@ -59,6 +67,8 @@ class SimilarityMatrices:
         ``measure -> number of examples it was computed on`` (all of them when streamed).
     subset
         Positions (in loader order) of the examples of the seeded subset; empty if unused.
+    distances
+        Names of the measures that are distances (0 = identical) rather than similarities.
     """
 
     rows: tuple[str, ...]
@@ -66,6 +76,7 @@ class SimilarityMatrices:
     values: dict[str, torch.Tensor]
     n_examples: dict[str, int]
     subset: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    distances: frozenset[str] = frozenset()
 
     def __getitem__(self, measure: str) -> torch.Tensor:
         return self.values[measure]
@@ -80,22 +91,13 @@ class SimilarityMatrices:
         }
 
 
-@dataclass(frozen=True)
-class _Plan:
-    rows: list[Key]
-    cols: list[Key]
-    streamed: dict[str, bool]  # measure -> debiased
-    subset: list[str]
-    dims: dict[Key, int]
-
-
 def all_pairs(
     model_a: nn.Module,
     model_b: nn.Module | None,
     loader: Iterable,
     cut_points_a: Sequence[str] | None = None,
     cut_points_b: Sequence[str] | None = None,
-    measures: Sequence[str] = ("linear_cka",),
+    measures: Sequence[str | Measure] = ("linear_cka",),
     spatial: str | None = None,
     n_subset: int = 1000,
     seed: int = 0,
@@ -117,7 +119,8 @@ def all_pairs(
     cut_points_a, cut_points_b
         Cut points to compare (``None``: all of the model's).
     measures
-        Names from :data:`~stitchwork.similarity.MEASURES`.
+        :class:`~stitchwork.similarity.Measure` objects, or names of registered ones
+        (:data:`~stitchwork.similarity.MEASURES`); results are keyed by ``measure.name``.
     spatial
         Policy for conv maps (``"flatten"``, ``"samples"``, ``"avgpool"``); required if any
         chosen cut point is a conv map. ``"samples"`` needs equal ``h*w`` in every pair.
@@ -148,28 +151,19 @@ def all_pairs(
     """
     model_b = model_a if model_b is None else model_b
     options = {k: dict(v) for k, v in (options or {}).items()}
-    plan = _make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
-                      options, max_moment_bytes)  # fmt: skip
-    _check_subset_size(n_subset)
+    plan = make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
+                     options, max_moment_bytes)  # fmt: skip
+    check_subset_size(n_subset)
     picked = torch.zeros(0, dtype=torch.long)
     if plan.subset:
-        picked = _subset_positions(_dataset_size(loader), n_subset, seed)
+        picked = subset_positions(dataset_size(loader), n_subset, seed)
     sums = StreamedSums(plan.rows, plan.cols) if plan.streamed else None
     n_seen, kept = _one_pass({"a": model_a, "b": model_b}, loader, plan, spatial, sums, picked)
-    values, n_ex = {}, {}
-    for name in measures:
-        if name in plan.streamed:
-            debiased = plan.streamed[name]
-            values[name] = _matrix(plan, name, lambda u, v, d=debiased: sums.cka(u, v, d))
-            n_ex[name] = n_seen
-        else:
-            fn, kw = get_measure(name), options.get(name, {})
-            values[name] = _matrix(
-                plan, name, lambda u, v, f=fn, k=kw: float(f(kept[u], kept[v], **k))
-            )
-            n_ex[name] = len(picked)
+    values = {name: _measure_matrix(plan, m, sums, kept, options) for name, m in plan.measures.items()}
+    n_ex = {name: n_seen if name in plan.streamed else len(picked) for name in plan.measures}
     rows, cols = tuple(k[1] for k in plan.rows), tuple(k[1] for k in plan.cols)
-    return SimilarityMatrices(rows, cols, values, n_ex, picked)
+    distances = frozenset(name for name, m in plan.measures.items() if m.distance)
+    return SimilarityMatrices(rows, cols, values, n_ex, picked, distances)
 
 
 def check_all_pairs(
@@ -177,7 +171,7 @@ def check_all_pairs(
     model_b: nn.Module | None,
     cut_points_a: Sequence[str] | None = None,
     cut_points_b: Sequence[str] | None = None,
-    measures: Sequence[str] = ("linear_cka",),
+    measures: Sequence[str | Measure] = ("linear_cka",),
     spatial: str | None = None,
     n_subset: int = 1000,
     seed: int = 0,
@@ -192,13 +186,13 @@ def check_all_pairs(
     """
     model_b = model_a if model_b is None else model_b
     options = {k: dict(v) for k, v in (options or {}).items()}
-    plan = _make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
-                      options, max_moment_bytes)  # fmt: skip
-    _check_subset_size(n_subset)
-    return {m: "streamed" if m in plan.streamed else "subset" for m in measures}
+    plan = make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
+                     options, max_moment_bytes)  # fmt: skip
+    check_subset_size(n_subset)
+    return {m: "streamed" if m in plan.streamed else "subset" for m in plan.measures}
 
 
-def _one_pass(models, loader, plan: _Plan, spatial, sums, picked) -> tuple[int, dict]:
+def _one_pass(models, loader, plan: Plan, spatial, sums, picked) -> tuple[int, dict]:
     """Feed every batch once through each model; stream sums and keep the subset's rows."""
     keys = {*plan.rows, *plan.cols}
     kept: dict[Key, list[torch.Tensor]] = {k: [] for k in keys}
@@ -210,129 +204,11 @@ def _one_pass(models, loader, plan: _Plan, spatial, sums, picked) -> tuple[int, 
             if sums is not None:
                 sums.update({k: spatial_features(v, spatial, k[1]) for k, v in outs.items()})
             if plan.subset:
-                sel = _in_subset(picked, start, x.shape[0])
+                sel = in_subset(picked, start, x.shape[0])
                 for k, v in outs.items():  # (b, ...) -> (picked in batch, ...) -> rows
                     kept[k].append(spatial_features(v[sel.to(v.device)], spatial, k[1]))
             start += x.shape[0]
     return start, ({k: torch.cat(v) for k, v in kept.items()} if plan.subset else {})
-
-
-def _make_plan(
-    model_a, model_b, cuts_a, cuts_b, measures, spatial, linear, options, budget
-) -> _Plan:
-    """Validate every argument before any data is touched; decide streamed vs subset."""
-    if isinstance(measures, str) or not measures:
-        raise SimilarityInputError(f"measures must be a non-empty list of names, got {measures!r}")
-    for name in measures:
-        get_measure(name)  # raises naming the valid measures
-    if spatial is not None and spatial not in SPATIAL_POLICIES:
-        raise SimilarityInputError(
-            f"unknown spatial policy {spatial!r}; valid policies: {', '.join(SPATIAL_POLICIES)}"
-        )
-    if linear not in LINEAR_MODES:
-        raise SimilarityInputError(
-            f"unknown linear mode {linear!r}; valid: {', '.join(LINEAR_MODES)}"
-        )
-    stray = sorted(set(options) - set(measures))
-    if stray:
-        raise SimilarityInputError(
-            f"options given for measures not asked for: {stray}; measures: {list(measures)}"
-        )
-    tag_b = "a" if model_b is model_a else "b"
-    rows = [("a", c) for c in _cut_points(model_a, cuts_a)]
-    cols = [(tag_b, c) for c in _cut_points(model_b, cuts_b)]
-    shapes = {("a", k): v for k, v in cut_point_shapes(model_a).items()}
-    shapes.update({(tag_b, k): v for k, v in cut_point_shapes(model_b).items()})
-    dims = {k: _feature_dim(k, shapes[k], spatial) for k in {*rows, *cols}}
-    if spatial == "samples":
-        _check_positions(rows, cols, shapes)
-    streamable = {m: STREAMABLE[m] for m in measures if m in STREAMABLE and not options.get(m)}
-    if streamable and linear != "subset":
-        need = StreamedSums.bytes_needed(dims, rows, cols)
-        if need > budget and linear == "stream":
-            raise SimilarityInputError(
-                f"streamed linear CKA needs {need / 2**30:.2f} GiB of float64 sums (budget "
-                f"{budget / 2**30:.2f} GiB); use spatial='avgpool' or 'samples', fewer cut points, "
-                "linear='subset', or a larger max_moment_bytes"
-            )
-        if need > budget:
-            streamable = {}
-    else:
-        streamable = {}
-    return _Plan(rows, cols, streamable, [m for m in measures if m not in streamable], dims)
-
-
-def _cut_points(model: nn.Module, names: Sequence[str] | None) -> list[str]:
-    if names is None:
-        return list(model.cut_points)
-    if isinstance(names, str) or not names:
-        raise SimilarityInputError(f"cut points must be a non-empty list of names, got {names!r}")
-    for name in names:
-        check_cut_point(model, name)  # UnknownCutPointError lists the valid names
-    if len(set(names)) != len(names):
-        raise SimilarityInputError(f"cut points listed twice: {list(names)}")
-    return list(names)
-
-
-def _feature_dim(key: Key, shape: tuple, spatial: str | None) -> int:
-    """Features per row of a cut point's output after the spatial policy."""
-    if len(shape) == 1:
-        return int(shape[0])
-    if len(shape) != 3:
-        raise SimilarityInputError(
-            f"cut point {key[1]!r} gives examples of shape {shape}; need (d,) or (c, h, w)"
-        )
-    if spatial is None:
-        raise SimilarityInputError(
-            f"cut point {key[1]!r} is a conv map {shape}; pass spatial= one of "
-            f"{', '.join(SPATIAL_POLICIES)}"
-        )
-    c, h, w = shape
-    return c * h * w if spatial == "flatten" else c
-
-
-def _check_positions(rows: list[Key], cols: list[Key], shapes: dict[Key, tuple]) -> None:
-    """With positions as samples every compared pair needs the same number of positions."""
-
-    def positions(k: Key) -> int:
-        s = shapes[k]
-        return s[1] * s[2] if len(s) == 3 else 1
-
-    bad = [f"{u[1]}×{v[1]}" for u in rows for v in cols if positions(u) != positions(v)]
-    if bad:
-        raise SimilarityInputError(
-            f"spatial='samples' pairs rows position by position, but these cut-point pairs have "
-            f"different h*w: {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}; choose cut "
-            "points"
-            " of one resolution or spatial='avgpool' / 'flatten'"
-        )
-
-
-def _dataset_size(loader: Iterable) -> int:
-    try:
-        return len(loader.dataset)  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        raise TypeError(
-            "subset measures need a loader with a sized .dataset (a torch DataLoader)"
-        ) from None
-
-
-def _check_subset_size(n_subset: int) -> None:
-    if isinstance(n_subset, bool) or not isinstance(n_subset, int) or n_subset < 4:
-        raise SimilarityInputError(f"n_subset must be an int >= 4, got {n_subset!r}")
-
-
-def _subset_positions(n_total: int, n_subset: int, seed: int) -> torch.Tensor:
-    """Sorted seeded positions of ``min(n_subset, n_total)`` examples."""
-    if n_subset >= n_total:
-        return torch.arange(n_total)
-    perm = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
-    return perm[:n_subset].sort().values
-
-
-def _in_subset(picked: torch.Tensor, start: int, size: int) -> torch.Tensor:
-    """Row indices within the batch at ``start`` of the picked examples."""
-    return picked[(picked >= start) & (picked < start + size)] - start
 
 
 def _layer_outputs(
@@ -358,17 +234,26 @@ def _layer_outputs(
     return out
 
 
-def _matrix(plan: _Plan, name: str, value) -> torch.Tensor:
+def _measure_matrix(plan: Plan, measure: Measure, sums, kept, options) -> torch.Tensor:
+    """One measure's matrix: from the streamed sums, or from the subset's kept rows."""
+    if measure.name in plan.streamed:
+        debiased = plan.streamed[measure.name]
+        return _matrix(plan, measure, lambda u, v: sums.cka(u, v, debiased))
+    kw = options.get(measure.name, {})
+    return _matrix(plan, measure, lambda u, v: float(measure(kept[u], kept[v], **kw)))
+
+
+def _matrix(plan: Plan, measure: Measure, value) -> torch.Tensor:
     """Fill the ``(L_A, L_B)`` matrix, mirroring symmetric measures in self-comparisons."""
     M = torch.full((len(plan.rows), len(plan.cols)), float("nan"), dtype=_F64)
     done: dict[tuple[Key, Key], float] = {}
     for i, u in enumerate(plan.rows):
         for j, v in enumerate(plan.cols):
-            if name in SYMMETRIC and (v, u) in done:
+            if measure.symmetric and (v, u) in done:
                 M[i, j] = done[(u, v)] = done[(v, u)]
                 continue
             try:
                 done[(u, v)] = M[i, j] = value(u, v)
             except (ValueError, TypeError) as err:
-                raise SimilarityInputError(f"{name} of cut points ({u[1]}, {v[1]}): {err}") from err
+                raise SimilarityInputError(f"{measure.name} of cut points ({u[1]}, {v[1]}): {err}") from err
     return M

@@ -1,60 +1,207 @@
-"""Similarity measures by name, for apps and sweeps that pick one from a config string.
+"""Similarity measures as objects: the function and the facts its consumers rely on.
 
-Every entry maps ``(X, Y, **kwargs) -> float`` on ``(n, d)`` inputs (``spatial=`` is passed
-through for conv maps). ``"procrustes"`` and ``"procrustes_angular"`` are distances (0 means
-identical); every other entry is a similarity where higher means more alike.
+A measure is a subclass of :class:`Measure` that declares its ``name``, whether it is
+``symmetric`` (``m(X, Y) == m(Y, X)``: :func:`~stitchwork.similarity.all_pairs.all_pairs`
+mirrors such a measure in a self-comparison and computes the others entry by entry) and
+whether it is a ``distance`` (0 means identical) rather than a similarity, and may offer a
+streaming :meth:`~Measure.accumulator`. A concrete subclass that forgets ``symmetric`` is
+refused when it is defined: mirroring an asymmetric measure gives wrong values silently.
+
+Defining a subclass registers it by name (pass ``register=False`` to opt out), so
+:func:`get_measure` and :data:`MEASURES` look it up; the app builds measures from
+``conf/similarity/measure/<name>.yaml`` (``_target_`` names the class), so a new measure is
+its module and its yaml. Every measure maps ``(X, Y, **kwargs) -> float`` on ``(n, d)``
+inputs (``spatial=`` is passed through for conv maps).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-from typing import Any
+import abc
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 from ._checks import SimilarityInputError
 from .cca import cca, pwcca, svcca
 from .cka import linear_cka, rbf_cka
 from .procrustes import procrustes
 from .rsa import rsa
+from .streaming import LinearCKAAccumulator, SimilarityAccumulator
 
-Measure = Callable[..., float]
-
-
-def _cca_mean_rho(X: Any, Y: Any, **kw: Any) -> float:
-    return cca(X, Y, **kw).mean_rho
+_REGISTRY: dict[str, type[Measure]] = {}
 
 
-def _cca_mean_rho_sq(X: Any, Y: Any, **kw: Any) -> float:
-    return cca(X, Y, **kw).mean_rho_sq
+class Measure(abc.ABC):
+    """A similarity index on paired ``(n, d)`` activations; call it as ``measure(X, Y, **kw)``.
+
+    Class attributes
+    ----------------
+    name
+        The name configs and results use.
+    symmetric
+        ``True`` if ``m(X, Y) == m(Y, X)`` for all inputs; required.
+    distance
+        ``True`` for a distance (0 = identical), ``False`` (default) for a similarity.
+    """
+
+    name: ClassVar[str]
+    symmetric: ClassVar[bool]
+    distance: ClassVar[bool] = False
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if inspect.isabstract(cls):
+            return
+        for attr, kind in (("name", str), ("symmetric", bool), ("distance", bool)):
+            if not isinstance(getattr(cls, attr, None), kind):
+                raise TypeError(f"measure {cls.__name__} must declare {attr} (a {kind.__name__})")
+        if register:
+            taken = _REGISTRY.get(cls.name)
+            if taken is not None and _path(taken) != _path(cls):
+                raise TypeError(f"measure name {cls.name!r} is taken by {_path(taken)}")
+            _REGISTRY[cls.name] = cls
+
+    @abc.abstractmethod
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        """The index of paired rows ``X (n, dx)``, ``Y (n, dy)``."""
+
+    def accumulator(self, **options: Any) -> SimilarityAccumulator | None:
+        """A fresh accumulator computing this measure over streamed batches, or ``None``."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-def _svcca_mean_rho(X: Any, Y: Any, **kw: Any) -> float:
-    return svcca(X, Y, **kw).mean_rho
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
-MEASURES: dict[str, Measure] = {
-    "linear_cka": partial(linear_cka, debiased=False),
-    "linear_cka_debiased": partial(linear_cka, debiased=True),
-    "rbf_cka": partial(rbf_cka, debiased=False),
-    "rbf_cka_debiased": partial(rbf_cka, debiased=True),
-    "cca_mean_rho": _cca_mean_rho,
-    "cca_mean_rho_sq": _cca_mean_rho_sq,
-    "svcca": _svcca_mean_rho,
-    "pwcca": pwcca,
-    "procrustes": partial(procrustes, angular=False),
-    "procrustes_angular": partial(procrustes, angular=True),
-    "rsa_pearson": partial(rsa, method="pearson"),
-    "rsa_spearman": partial(rsa, method="spearman"),
-}
+class LinearCKA(Measure):
+    """Linear CKA (Kornblith et al. 2019), biased; streamable exactly over all rows."""
 
-DISTANCES = frozenset({"procrustes", "procrustes_angular"})
+    name, symmetric, debiased = "linear_cka", True, False
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return linear_cka(X, Y, debiased=self.debiased, **options)
+
+    def accumulator(self, **options: Any) -> LinearCKAAccumulator:
+        return LinearCKAAccumulator(debiased=self.debiased, **options)
 
 
-def get_measure(name: str) -> Measure:
-    """Return the measure registered as ``name``; the error lists the valid names."""
+class LinearCKADebiased(LinearCKA):
+    """Linear CKA from the unbiased HSIC estimator (Song et al. 2012); needs n >= 4."""
+
+    name, debiased = "linear_cka_debiased", True
+
+
+class RBFCKA(Measure):
+    """CKA with Gaussian kernels (bandwidth ``threshold`` x median distance)."""
+
+    name, symmetric, debiased = "rbf_cka", True, False
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return rbf_cka(X, Y, debiased=self.debiased, **options)
+
+
+class RBFCKADebiased(RBFCKA):
+    """RBF CKA from the unbiased HSIC estimator."""
+
+    name, debiased = "rbf_cka_debiased", True
+
+
+class CCAMeanRho(Measure):
+    """Mean canonical correlation."""
+
+    name, symmetric = "cca_mean_rho", True
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return cca(X, Y, **options).mean_rho
+
+
+class CCAMeanRhoSq(Measure):
+    """Mean squared canonical correlation (Yanai's GCD)."""
+
+    name, symmetric = "cca_mean_rho_sq", True
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return cca(X, Y, **options).mean_rho_sq
+
+
+class SVCCA(Measure):
+    """SVCCA (Raghu et al. 2017): mean canonical correlation after an SVD cut of each side."""
+
+    name, symmetric = "svcca", True
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return svcca(X, Y, **options).mean_rho
+
+
+class PWCCA(Measure):
+    """PWCCA (Morcos et al. 2018): correlations weighted by X's projection weights; NOT symmetric."""
+
+    name, symmetric = "pwcca", False
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return pwcca(X, Y, **options)
+
+
+class Procrustes(Measure):
+    """Orthogonal Procrustes distance of the normalised, centred representations."""
+
+    name, symmetric, distance, angular = "procrustes", True, True, False
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return procrustes(X, Y, angular=self.angular, **options)
+
+
+class ProcrustesAngular(Procrustes):
+    """Angular Procrustes distance (arccos of the nuclear-norm similarity)."""
+
+    name, angular = "procrustes_angular", True
+
+
+class RSAPearson(Measure):
+    """RSA: Pearson correlation of the two correlation-distance RDMs."""
+
+    name, symmetric, method = "rsa_pearson", True, "pearson"
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return rsa(X, Y, method=self.method, **options)
+
+
+class RSASpearman(RSAPearson):
+    """RSA: Spearman correlation of the two RDMs."""
+
+    name, method = "rsa_spearman", "spearman"
+
+
+class _Registered(Mapping[str, Measure]):
+    """Live view ``name -> measure instance`` of every registered measure class."""
+
+    def __getitem__(self, name: str) -> Measure:
+        return _REGISTRY[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_REGISTRY))
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+
+#: Every registered measure by name (built from the measure classes, not a list to edit).
+MEASURES: Mapping[str, Measure] = _Registered()
+#: Names of the built-in distances.
+DISTANCES = frozenset(name for name, cls in _REGISTRY.items() if cls.distance)
+
+
+def get_measure(measure: str | Measure) -> Measure:
+    """The measure registered as ``measure`` (or ``measure`` itself); the error lists valid names."""
+    if isinstance(measure, Measure):
+        return measure
     try:
-        return MEASURES[name]
-    except KeyError:
+        return MEASURES[measure]
+    except (KeyError, TypeError):
         raise SimilarityInputError(
-            f"unknown similarity measure {name!r}; valid names: {', '.join(sorted(MEASURES))}"
+            f"unknown similarity measure {measure!r}; valid names: {', '.join(sorted(MEASURES))}"
         ) from None
