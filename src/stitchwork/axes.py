@@ -8,6 +8,10 @@ inverse map from each permutation to the ``(key, axis)`` pairs it touches. Specs
 built by one short function per architecture from the axis helpers below and validated
 against the model's ``state_dict`` when built.
 
+This module sits below both ``models/`` and ``rebasin/``: a model describes its own spec
+with a ``permutation_spec()`` method built from these helpers (beside its architecture),
+and :func:`stitchwork.rebasin.spec_for` uses it, inferring one by torch.fx otherwise.
+
 Convention used throughout :mod:`stitchwork.rebasin`: a permutation ``perm[p]`` is a
 ``LongTensor`` of size ``n_p``; the permuted tensor is ``w.index_select(axis, perm[p])``,
 i.e. new unit ``i`` is old unit ``perm[p][i]``.

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ..axes import Axes, PermutationSpec, build_spec, dense
 from .base import CutModel, check_positive
 
 
@@ -31,3 +32,17 @@ class MLP(CutModel):
             fan_in = int(width)
         stages["head"] = nn.Linear(fan_in, num_classes)
         super().__init__(stages, input_shape)
+
+    def permutation_spec(self) -> PermutationSpec:
+        """Re-basin permutation axes: one permutation per hidden layer (``fc{i}``)."""
+        axes: Axes = {}
+        acts: dict[str, tuple[str, ...]] = {}
+        hidden = [name for name in self.stages if name != "head"]
+        p_in = None
+        for i, name in enumerate(hidden):
+            linear = 1 if i == 0 else 0  # the first stage starts with Flatten
+            axes |= dense(f"stages.{name}.{linear}", name, p_in)
+            acts[name] = (f"stages.{name}",)
+            p_in = name
+        axes |= dense("stages.head", None, p_in)
+        return build_spec(axes, self, acts)

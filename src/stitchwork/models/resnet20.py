@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..axes import Axes, PermutationSpec, build_spec, conv, dense, norm, norm_kind
 from .base import CutModel, check_positive, require_image_input, scaled
 from .norm import check_norm, conv_norm
 
@@ -61,3 +62,27 @@ class ResNet20(CutModel):
         stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         stages["head"] = nn.Linear(c_prev, num_classes)
         super().__init__(stages, input_shape)
+
+    def permutation_spec(self) -> PermutationSpec:
+        """Re-basin permutation axes: one ``stage{s}`` per residual stream, one inner per block."""
+        kind = norm_kind(self.stages["stem"][1])
+        bias = kind == "none"
+        axes: Axes = conv("stages.stem.0", "stage1", None, bias) | norm("stages.stem.1", "stage1", kind)
+        acts: dict[str, list[str]] = {"stage1": ["stages.stem"]}
+        stream = "stage1"
+        for name, block in self.stages.items():
+            if not name.startswith("layer"):
+                continue
+            out = f"stage{name[5]}"
+            inner = f"{name}.inner"
+            prefix = f"stages.{name}"
+            axes |= conv(f"{prefix}.conv1", inner, stream, bias) | norm(f"{prefix}.norm1", inner, kind)
+            axes |= conv(f"{prefix}.conv2", out, inner, bias) | norm(f"{prefix}.norm2", out, kind)
+            if isinstance(block.shortcut, nn.Sequential):
+                axes |= conv(f"{prefix}.shortcut.0", out, stream, bias)
+                axes |= norm(f"{prefix}.shortcut.1", out, kind)
+            acts.setdefault(out, []).append(prefix)
+            acts[inner] = [f"{prefix}.norm1" if kind != "none" else f"{prefix}.conv1"]
+            stream = out
+        axes |= dense("stages.head", None, stream)
+        return build_spec(axes, self, {p: tuple(v) for p, v in acts.items()})

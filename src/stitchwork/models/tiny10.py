@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ..axes import Axes, PermutationSpec, build_spec, conv, dense, norm, norm_kind
 from .base import CutModel, check_positive, require_image_input, scaled
 from .norm import check_norm, conv_norm
 
@@ -21,6 +22,26 @@ def conv_block(c_in: int, c_out: int, stride: int, norm: str) -> nn.Sequential:
         conv_norm(norm, c_out),
         nn.ReLU(),
     )
+
+
+def conv_chain_spec(model: CutModel) -> PermutationSpec:
+    """Permutation spec of a plain conv chain (Tiny-10, VGG): one permutation ``conv{i}`` per conv layer.
+
+    Each ``conv{i}`` stage is conv → norm → ReLU (→ max-pool); activations are taken at the ReLU.
+    """
+    axes: Axes = {}
+    acts: dict[str, tuple[str, ...]] = {}
+    p_in = None
+    for name, stage in model.stages.items():
+        if not name.startswith("conv"):
+            continue
+        kind = norm_kind(stage[1])
+        axes |= conv(f"stages.{name}.0", name, p_in, bias=kind == "none")
+        axes |= norm(f"stages.{name}.1", name, kind)
+        acts[name] = (f"stages.{name}.2",)  # the ReLU, before any max-pool
+        p_in = name
+    axes |= dense("stages.head", None, p_in)
+    return build_spec(axes, model, acts)
 
 
 class Tiny10(CutModel):
@@ -40,3 +61,7 @@ class Tiny10(CutModel):
         stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         stages["head"] = nn.Linear(c_in, num_classes)
         super().__init__(stages, input_shape)
+
+    def permutation_spec(self) -> PermutationSpec:
+        """Re-basin permutation axes: one permutation per conv layer (:func:`conv_chain_spec`)."""
+        return conv_chain_spec(self)
