@@ -18,8 +18,8 @@ from ..rebasin.figures import plot_curves, plot_histograms
 from ..rebasin.robustness import fraction_grid, robustness_sweep
 from ..rebasin.transitivity import transitivity
 from .common import Job, run_job
+from .endpoints import Endpoints, load_endpoints, match, post_process
 from .entry import hydra_entry
-from .rebasin import Endpoints, load_endpoints, match, post_process
 from .tables import print_table
 
 MODES = ("combinability", "transitivity", "robustness")

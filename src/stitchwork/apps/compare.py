@@ -18,14 +18,13 @@ import logging
 import warnings
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..similarity import Measure, SimilarityInputError
 from ..similarity.all_pairs import SimilarityMatrices, all_pairs, check_all_pairs
 from ..sweep.heatmaps import LayerMatrix, draw_matrices, sanity_ranks
 from .common import Job, build_data, build_model, get_base_model, run_job
-from .config import conf_dir
+from .config import instantiate_named
 from .entry import hydra_entry
 from .tables import print_table
 
@@ -50,16 +49,11 @@ def build_measures(names: Any) -> Any:
     """
     if not isinstance(names, list):
         return names
-    folder = conf_dir() / "similarity" / "measure"
-    valid = sorted(p.stem for p in folder.glob("*.yaml"))
-    measures = []
-    for name in names:
-        if name not in valid:
-            raise SimilarityInputError(f"unknown similarity measure {name!r}; valid names: {', '.join(valid)}")
-        measure = instantiate(OmegaConf.load(folder / f"{name}.yaml"))
+    measures = [instantiate_named("similarity/measure", n, "similarity measure", SimilarityInputError)
+                for n in names]  # fmt: skip
+    for name, measure in zip(names, measures, strict=True):
         if not isinstance(measure, Measure):
-            raise TypeError(f"{folder / name}.yaml builds a {type(measure).__name__}, not a Measure")
-        measures.append(measure)
+            raise TypeError(f"similarity/measure/{name}.yaml builds a {type(measure).__name__}, not a Measure")
     return measures
 
 

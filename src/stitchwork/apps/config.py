@@ -122,3 +122,22 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("sw_job_id", _job_id_resolver, use_cache=False)
     if not OmegaConf.has_resolver("sw_cut_points"):
         OmegaConf.register_new_resolver("sw_cut_points", _cut_points_resolver, use_cache=False)
+
+
+def instantiate_named(
+    group: str, name: str, what: str, error: type[Exception] = ValueError, **kwargs: Any
+) -> Any:
+    """Instantiate ``conf/<group>/<name>.yaml`` (its ``_target_``) with ``kwargs``.
+
+    For options that users spell as a plain name (``post=bn_reset``,
+    ``similarity.measures=[linear_cka]``) while each choice is one yaml naming its class, so
+    a new choice is a module plus a yaml. An unknown ``name`` is an error naming ``what``
+    and the valid names (the files of the folder), raised as ``error``.
+    """
+    folder = conf_dir() / group
+    valid = sorted(p.stem for p in folder.glob("*.yaml"))
+    if not isinstance(name, str) or name not in valid:
+        raise error(f"unknown {what} {name!r}; valid names: {', '.join(valid)}")
+    from hydra.utils import instantiate  # the app layer only
+
+    return instantiate(OmegaConf.load(folder / f"{name}.yaml"), **kwargs)

@@ -8,78 +8,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import nn
 
-from ..data.base import ClassificationData
-from ..rebasin.apply import permute_model, save_permutation
-from ..rebasin.builders import spec_for
-from ..rebasin.interpolate import (
-    curve_barriers,
-    interpolate_models,
-    interpolation_curve,
-)
-from ..rebasin.post import post_processor
-from ..rebasin.spec import Permutation, PermutationSpec
+from ..rebasin import merge
+from ..rebasin.apply import save_permutation
+from ..rebasin.interpolate import curve_barriers, interpolation_curve
 from ..training import evaluate
 from ..utils.atomic import atomic_torch_save
-from .common import Job, build_data, get_base_model, run_job
+from .common import Job, run_job
+from .endpoints import align_endpoints, build_post, load_endpoints, post_process
 from .entry import hydra_entry
 from .tables import print_table
 
 log = logging.getLogger("stitchwork")
 
 
-@dataclass
-class Endpoints:
-    """Data, the base models by seed, and the spec they share."""
-
-    data: ClassificationData
-    models: dict[str, nn.Module]
-    spec: PermutationSpec
-
-
-def load_endpoints(cfg: DictConfig, seeds: dict[str, int], device: torch.device) -> Endpoints:
-    """Set up the data; get each named base model (same model/data/recipe) from the zoo, on ``device``."""
-    data = build_data(cfg.data)
-    data.setup()
-    models = {}
-    for name, seed in seeds.items():
-        model, _ = get_base_model(cfg.model, cfg.data, cfg.recipe, seed, cfg.zoo, cfg.trainer, data=data,
-                                  device=device)  # fmt: skip
-        models[name] = model.eval()
-    return Endpoints(data, models, spec_for(models[next(iter(models))]))
-
-
-def match(cfg: DictConfig, ends: Endpoints, fixed: nn.Module, permutee: nn.Module) -> Permutation:
-    """Run the configured matcher (activation matchers read unshuffled training data)."""
-    matcher = instantiate(cfg.matcher)
-    return matcher(fixed, permutee, ends.spec, ends.data.loader("train", shuffle=False))
-
-
-def post_process(cfg: DictConfig, ends: Endpoints, model_a: nn.Module, model_b: nn.Module):
-    """The ``post`` option as a callable ``(model, lam) -> model`` (None for ``none``)."""
-    loader = ends.data.loader("train", shuffle=False)
-    return post_processor(cfg.post, model_a, model_b, ends.spec, loader, cfg.get("post_batches"))
-
-
 def rebasin_job(job: Job) -> dict:
     cfg = job.cfg
     ends = load_endpoints(cfg, {"a": cfg.seed_a, "b": cfg.seed_b}, job.device)
     a, b = ends.models["a"], ends.models["b"]
-    perm = match(cfg, ends, a, b)
-    save_permutation(perm, job.out_dir / "permutation.pt")
-    aligned = permute_model(b, ends.spec, perm)
+    alignment = align_endpoints(cfg, ends, a, b)
+    save_permutation(alignment.perm, job.out_dir / "permutation.pt")
+    aligned = alignment.aligned
     post = post_process(cfg, ends, a, aligned)
     loaders = {s: ends.data.loader(s, shuffle=False) for s in cfg.splits}
     curve = interpolation_curve(a, aligned, loaders, cfg.num_points, post)
     barriers = curve_barriers(curve)
-    merged = interpolate_models(a, aligned, cfg.merge_lam)
-    merged = post(merged, cfg.merge_lam) if post is not None else merged
+    merged = merge(a, alignment, cfg.merge_lam, build_post(cfg.post, cfg.get("post_batches")),
+                   ends.data.loader("train", shuffle=False))  # fmt: skip
     merged_state = {k: v.cpu() for k, v in merged.state_dict().items()}  # loadable without a GPU
     atomic_torch_save(job.out_dir / "merged.pt", merged_state)
     metrics: dict = {

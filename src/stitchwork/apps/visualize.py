@@ -18,10 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..models.base import CutModel
-from ..rebasin.apply import permute_model
-from ..rebasin.builders import spec_for
-from ..rebasin.interpolate import interpolate_models
-from ..rebasin.post import check_post, post_processor
+from ..rebasin import align, merge
 from ..training import evaluate
 from ..utils.atomic import atomic_torch_save
 from ..visualize import (
@@ -34,6 +31,7 @@ from ..visualize import (
     top_variance_channels,
 )
 from .common import Job, build_data, build_model, get_base_model, run_job
+from .endpoints import build_post
 from .entry import hydra_entry
 from .tables import print_table
 
@@ -51,7 +49,7 @@ def settings_from(cfg: DictConfig) -> MaximizeSettings:
 
 def check_request(cfg: DictConfig, model: CutModel, position) -> None:
     """Refuse a bad layer, channel list, position or merge before any model is trained."""
-    check_post(cfg.merge)
+    build_post(cfg.merge)  # an unknown name fails here, naming the valid ones
     if cfg.channels == "top_variance":
         n = check_target(model, cfg.layer, [0], position)[0]
         if not 0 < int(cfg.num_channels) <= n:
@@ -79,13 +77,10 @@ def endpoints_and_merge(
                               device=device)[0]  # fmt: skip
 
     model_a, model_b = get(cfg.seed_a).eval(), get(cfg.seed_b).eval()
-    spec = spec_for(model_a)
     train = data.loader("train", shuffle=False)
-    perm = instantiate(cfg.matcher)(model_a, model_b, spec, train)
-    aligned = permute_model(model_b, spec, perm).eval()
-    merged = interpolate_models(model_a, aligned, float(cfg.lam))
-    post = post_processor(cfg.merge, model_a, aligned, spec, train)
-    merged = post(merged, float(cfg.lam)) if post is not None else merged
+    alignment = align(model_a, model_b, instantiate(cfg.matcher), train)
+    aligned, perm = alignment.aligned.eval(), alignment.perm
+    merged = merge(model_a, alignment, float(cfg.lam), build_post(cfg.merge), train)
     models = {"A": model_a, "B": model_b, "B→A": aligned, f"merged ({cfg.merge})": merged.eval()}
     return models, {"permutation": perm.get(cfg.layer)}
 
