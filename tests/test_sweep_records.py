@@ -106,5 +106,8 @@ def test_job_identity_folds_the_matching_override_that_applies():
     assert job_id({**task, "matching_overrides": short}) == job_id(
         {"matching": {"_target_": "m.task_loss", "epochs": 5}, "seed": 0})
     assert job_id({**task, "matching_overrides": short}) != job_id(task)
-    # runtime settings never count
-    assert job_id({**direct, "logger": {"kind": "wandb"}, "force": True, "trainer": {"devices": 4}}) == job_id(direct)
+    # runtime settings never count (trainer: only its runtime keys; the device count trains
+    # other base models under DDP, so since issue 11 it is part of the identity)
+    runtime_trainer = {"accelerator": "gpu", "enable_progress_bar": False, "devices": 1}
+    assert job_id({**direct, "logger": {"kind": "wandb"}, "force": True, "trainer": runtime_trainer}) == job_id(direct)
+    assert job_id({**direct, "trainer": {"devices": 4}}) != job_id(direct)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.base import ClassificationData
 from ..models.base import CutModel
 from ..sweep.records import JobRecord, is_done, read_results, write_results
-from ..training import TrainRecipe, fit_classifier
+from ..training import TrainRecipe, check_trainer_options, fit_classifier
 from ..utils.distributed import is_main_process
-from ..zoo import ModelZoo, ZooEntry, model_identity
+from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
 from .config import job_id, to_plain
 from .logging import JobLogger, open_logger
 
@@ -37,8 +38,14 @@ def build_model(model_cfg: DictConfig, data: ClassificationData) -> CutModel:
 
 
 def trainer_options(trainer_cfg: DictConfig | None) -> dict[str, Any]:
-    """Plain Lightning Trainer keyword arguments from ``conf/trainer``."""
-    return OmegaConf.to_container(trainer_cfg, resolve=True) if trainer_cfg is not None else {}
+    """Plain Lightning Trainer keyword arguments from ``conf/trainer``.
+
+    ``devices`` defaults to 1 (Lightning's own default, ``auto``, depends on the machine) and
+    ``trainer.max_epochs`` / ``trainer.precision`` are refused: the recipe sets them.
+    """
+    options = OmegaConf.to_container(trainer_cfg, resolve=True) if trainer_cfg is not None else {}
+    check_trainer_options(options)
+    return {"devices": 1, **options}
 
 
 #: What the top-level ``device`` setting accepts (``N``: a CUDA device index).
@@ -109,13 +116,16 @@ def get_base_model(
     """
     data = data if data is not None else build_data(data_cfg)
     recipe = TrainRecipe.from_dict(OmegaConf.to_container(recipe_cfg, resolve=True))
+    settings = trainer_options(trainer_cfg)
     identity = model_identity(
         OmegaConf.to_container(model_cfg, resolve=True),
         OmegaConf.to_container(data_cfg, resolve=True),
         recipe.to_dict(),
         seed,
+        settings,
     )
     zoo = ModelZoo(zoo_cfg.get("root"))
+    debug = debug_options(settings)
 
     def build() -> CutModel:
         import lightning as L
@@ -127,13 +137,19 @@ def get_base_model(
 
     def train(net: CutModel) -> dict:
         log.info("training base model %s (seed %d) into zoo %s", model_cfg._target_, seed, zoo.root)
+        if debug:
+            log.warning("debug trainer options %s: this model gets its own zoo key, never served "
+                        "to a request without them", debug)  # fmt: skip
         return fit_classifier(
-            net, data, recipe, seed=seed, trainer_options=trainer_options(trainer_cfg), checkpoint_dir=partial,
-            logger=logger,
+            net, data, recipe, seed=seed, trainer_options=settings, checkpoint_dir=partial,
+            logger=logger, corrupt_dir=zoo.root / ".corrupt",
         )
 
     on_corrupt = zoo_cfg.get("on_corrupt", "retrain")
-    model, entry = zoo.get_or_train(identity, build, train, on_corrupt=on_corrupt)
+    record = {"trainer": settings, "debug": bool(debug)}
+    model, entry = zoo.get_or_train(identity, build, train, on_corrupt=on_corrupt, record=record)
+    if is_main_process():
+        shutil.rmtree(partial, ignore_errors=True)  # stored: nothing left to resume
     return (model.to(device) if device is not None else model), entry
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..utils.hashing import content_hash
-from ..zoo.identity import RUNTIME_DATA_KEYS
+from ..sweep import identity as _identity
+from ..sweep.identity import RUNTIME_KEYS, apply_matching_overrides
 
-#: Top-level config keys that never change a job's result (``device``: where it runs, so a
-#: job finished on a GPU node is not redone, nor re-keyed, on a laptop).
-RUNTIME_KEYS = frozenset({"hydra", "logger", "trainer", "zoo", "force", "sweep_name", "device"})
+__all__ = ["RUNTIME_KEYS", "apply_matching_overrides", "identity_config", "job_id"]
+
+#: The job-identity rules live in :mod:`stitchwork.sweep.identity`; these names convert configs.
+_apply_matching_overrides = apply_matching_overrides
 
 
 def conf_dir() -> Path:
@@ -29,39 +29,13 @@ def conf_dir() -> Path:
 
 
 def identity_config(cfg: DictConfig | dict) -> dict:
-    """The parts of a job config that determine its result (runtime keys dropped)."""
-    plain = cfg if isinstance(cfg, dict) else to_plain(cfg, skip=("hydra",))
-    plain = _apply_matching_overrides(plain)
-    out: dict[str, Any] = {}
-    for key, value in plain.items():
-        if key in RUNTIME_KEYS:
-            continue
-        if key.startswith("data") and isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in RUNTIME_DATA_KEYS}
-        out[key] = value
-    return out
-
-
-def _apply_matching_overrides(plain: dict) -> dict:
-    """Fold the ``matching_overrides`` entry that applies into ``matching`` and drop the rest.
-
-    A sweep over methods with per-method settings then gives each job the identity of the
-    settings it actually ran with (changing task-loss epochs does not rename direct jobs).
-    """
-    if "matching_overrides" not in plain:
-        return plain
-    plain = dict(plain)
-    overrides = plain.pop("matching_overrides") or {}
-    matching = plain.get("matching")
-    if isinstance(matching, dict):
-        method = str(matching.get("_target_", "")).rsplit(".", 1)[-1]
-        plain["matching"] = {**matching, **(overrides.get(method) or {})}
-    return plain
+    """The parts of a job config that determine its result (see :mod:`stitchwork.sweep.identity`)."""
+    return _identity.identity_config(cfg if isinstance(cfg, dict) else to_plain(cfg, skip=("hydra",)))
 
 
 def job_id(cfg: DictConfig | dict) -> str:
     """Identity hash of a job: its output folder name and results.json ``identity``."""
-    return content_hash(identity_config(cfg))
+    return _identity.job_id(cfg if isinstance(cfg, dict) else to_plain(cfg, skip=("hydra",)))
 
 
 def to_plain(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict:

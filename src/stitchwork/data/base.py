@@ -27,7 +27,8 @@ class ClassificationData(L.LightningDataModule, abc.ABC):
     augment
         Random augmentation on the training split only.
     train_subset
-        ``None`` (all), an ``int`` number of examples, or a fraction in (0, 1].
+        ``None`` (all), an ``int`` number of examples, or a fraction in (0, 1]; ``1`` is one
+        example, ``1.0`` the whole split. Fewer examples than classes are refused.
     subset_seed
         Seed of the training subset draw.
     val_size
@@ -89,6 +90,12 @@ class ClassificationData(L.LightningDataModule, abc.ABC):
         plain = self.train_source(augment=False)
         train_idx, val_idx = split_indices(len(plain), self.val_size, self.split_seed)
         train_idx = subset_indices(train_idx, self.train_subset, self.subset_seed)
+        if len(train_idx) < self.num_classes:
+            raise ValueError(
+                f"train_subset={self.train_subset!r} leaves {len(train_idx)} training example(s), fewer "
+                f"than the {self.num_classes} classes of {type(self).__name__}: some classes could never "
+                f"be seen. Use a count of at least {self.num_classes}, a larger fraction, or null (all)."
+            )
         source = self.train_source(augment=True) if self.augment else plain
         self.train_set = Subset(source, train_idx)
         self.val_set = Subset(plain, val_idx)

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from ..utils.figures import new_figure, save_figure
+from .identity import is_runtime_key
 
 FRONT, BACK = "config.layer_pair.front", "config.layer_pair.back"
-#: Row columns that never define a group (identity, outcome, the layer pair itself).
-NOT_GROUPING = (FRONT, BACK, "config.hydra", "config.force", "config.trainer", "config.zoo", "config.logger")
+#: Row columns that never define a group (the layer pair itself; settings outside the job
+#: identity are left out too, by :func:`.identity.is_runtime_key`).
+NOT_GROUPING = (FRONT, BACK)
 #: metric -> (colour map, higher is better)
 METRICS = {"stitched_acc": ("viridis", True), "relative_acc": ("viridis", True),
            "dm_residual_test": ("magma_r", False), "dm_residual_fit": ("magma_r", False),
@@ -55,7 +57,7 @@ def group_keys(rows: Sequence[dict]) -> list[str]:
     A key is redundant when a kept key determines it (``matching.epochs`` is fixed by
     ``matching._target_``); ``_target_`` keys and short names are kept first.
     """
-    columns = sorted({k for r in rows for k in r if k.startswith("config.") and not k.startswith(NOT_GROUPING)})
+    columns = sorted({k for r in rows for k in r if _groups(k)})
     varying = [k for k in columns if len({_key(r.get(k)) for r in rows}) > 1]
     varying.sort(key=lambda k: (-len({_key(r.get(k)) for r in rows}), not k.endswith("_target_"), len(k), k))
     kept: list[str] = []
@@ -63,6 +65,13 @@ def group_keys(rows: Sequence[dict]) -> list[str]:
         if not any(_determines(rows, other, key) for other in kept):
             kept.append(key)
     return sorted(kept)
+
+
+def _groups(column: str) -> bool:
+    """Whether a row column may define a group: a config key of the job identity, not the pair."""
+    return column.startswith("config.") and not column.startswith(NOT_GROUPING) and not is_runtime_key(
+        column.removeprefix("config.")
+    )
 
 
 def _determines(rows: Sequence[dict], a: str, b: str) -> bool:

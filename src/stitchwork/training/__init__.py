@@ -3,7 +3,7 @@
 from ..utils.modules import model_device
 from .classifier import Classifier, NonFiniteLossError
 from .evaluate import evaluate
-from .fit import fit_classifier
+from .fit import check_trainer_options, fit_classifier
 from .recipe import TrainRecipe, build_optimizer, build_scheduler, lr_factor
 from .resume import PreemptionCheckpoint
 
@@ -14,6 +14,7 @@ __all__ = [
     "TrainRecipe",
     "build_optimizer",
     "build_scheduler",
+    "check_trainer_options",
     "evaluate",
     "fit_classifier",
     "lr_factor",

@@ -16,6 +16,23 @@ from .evaluate import evaluate
 from .recipe import TrainRecipe
 from .resume import PreemptionCheckpoint
 
+#: Trainer options the recipe owns: refused, since training would silently overwrite them.
+RECIPE_OWNED_TRAINER_KEYS = {"max_epochs": "recipe.epochs", "precision": "recipe.precision"}
+
+
+def check_trainer_options(options: dict[str, Any] | None, prefix: str = "trainer.") -> None:
+    """Refuse trainer options that training would silently replace with the recipe's.
+
+    Raises ``ValueError`` naming the key as the user wrote it (``prefix`` + name) and the
+    setting to use instead.
+    """
+    for key, instead in RECIPE_OWNED_TRAINER_KEYS.items():
+        if key in (options or {}):
+            raise ValueError(
+                f"{prefix}{key}={options[key]!r} is not used: base-model training takes it from the "
+                f"recipe. Set {instead} instead (task-loss stitches: matching.epochs)."
+            )
+
 
 def fit_classifier(
     net: nn.Module,
@@ -26,6 +43,7 @@ def fit_classifier(
     trainer_options: dict[str, Any] | None = None,
     logger: Any = False,
     checkpoint_dir: str | Path | None = None,
+    corrupt_dir: str | Path | None = None,
 ) -> dict:
     """Train ``net`` in place and return its accuracy and loss on every split.
 
@@ -34,11 +52,14 @@ def fit_classifier(
     training device; ``net`` then ends on the device it came on. With ``checkpoint_dir``,
     training is preemption-safe: ``last.ckpt`` there is kept current (every epoch, and on
     SIGUSR2), a later call with the same folder resumes from it, and it is removed once
-    training completes. Returns ``{"train_acc", "val_acc", "test_acc", "*_loss",
-    "wall_time_s", "resumed"}``.
+    training completes; one that does not load is moved into ``corrupt_dir`` (default: a
+    ``.corrupt`` folder beside ``checkpoint_dir``) and training starts afresh.
+    ``trainer_options`` may not hold ``max_epochs`` or ``precision`` (``ValueError``).
+    Returns ``{"train_acc", "val_acc", "test_acc", "*_loss", "wall_time_s", "resumed"}``.
     """
+    check_trainer_options(trainer_options, prefix="trainer option ")
     L.seed_everything(seed, workers=True, verbose=False)
-    preemption = PreemptionCheckpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    preemption = None if checkpoint_dir is None else PreemptionCheckpoint(checkpoint_dir, corrupt_dir=corrupt_dir)
     options = _trainer_options(recipe, trainer_options, logger, preemption)
     data.setup("fit")
     home = model_device(net)

@@ -4,25 +4,39 @@ SLURM (through submitit) warns a job with SIGUSR2 before preempting it or hittin
 time limit; submitit then requeues the job, which reruns in the same folder. This
 callback saves ``last.ckpt`` atomically at every epoch end and, on the signal, at the
 next batch boundary before handing the signal on (to submitit's requeue handler, or
-the default action). A rerun passes the same folder and resumes from the checkpoint.
+the default action). A rerun passes the same folder and resumes from the checkpoint; a
+checkpoint that does not load (zero bytes, truncated, garbage) is moved aside with a
+one-line warning and training starts afresh, so it never blocks the model for good.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 LAST = "last.ckpt"
 
+log = logging.getLogger(__name__)
+
 
 class PreemptionCheckpoint(L.Callback):
-    """Keep ``<directory>/last.ckpt`` current; on ``signum`` save it and pass the signal on."""
+    """Keep ``<directory>/last.ckpt`` current; on ``signum`` save it and pass the signal on.
 
-    def __init__(self, directory: str | os.PathLike, signum: int = signal.SIGUSR2):
+    ``corrupt_dir`` receives a checkpoint folder whose ``last.ckpt`` does not load (default:
+    ``.corrupt`` beside ``directory``; the zoo passes ``<zoo>/.corrupt``).
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike, signum: int = signal.SIGUSR2, corrupt_dir: str | os.PathLike | None = None
+    ):
         self.directory = Path(directory)
+        self.corrupt_dir = Path(corrupt_dir) if corrupt_dir is not None else self.directory.parent / ".corrupt"
         self.signum = signum
         self._signalled = False
         self._previous = None
@@ -32,8 +46,33 @@ class PreemptionCheckpoint(L.Callback):
         return self.directory / LAST
 
     def resume_path(self) -> str | None:
-        """The checkpoint to resume from, if an earlier run left one."""
-        return str(self.path) if self.path.is_file() else None
+        """The checkpoint to resume from, if an earlier run left one that loads.
+
+        One that does not load is moved aside (see :meth:`move_aside`) and None returned.
+        """
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "state_dict" not in state:
+                raise ValueError("not a Lightning checkpoint (no state_dict)")
+        except Exception as err:  # noqa: BLE001 - EOFError, UnpicklingError, RuntimeError alike
+            aside = self.move_aside()
+            log.warning("partial checkpoint %s does not load (%s: %s); moved it to %s and training afresh",
+                        self.path, type(err).__name__, err, aside)  # fmt: skip
+            return None
+        return str(self.path)
+
+    def move_aside(self) -> Path:
+        """Move the checkpoint folder into :attr:`corrupt_dir` (never deleted) and return where."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.corrupt_dir / f"{self.directory.name}-partial-{stamp}-{os.getpid()}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self.directory, aside)
+        except FileNotFoundError:  # another rank of a data-parallel job moved it first
+            pass
+        return aside
 
     def _save(self, trainer: L.Trainer) -> None:
         # Every rank calls save_checkpoint (a collective); only rank 0 writes the file.
@@ -79,5 +118,10 @@ class PreemptionCheckpoint(L.Callback):
         raise SystemExit(f"preempted by signal {self.signum}; checkpoint at {self.path}")
 
     def discard(self) -> None:
-        """Remove the checkpoint once the training it belongs to is complete."""
+        """Remove the checkpoint (and its folder) once the training it belongs to is complete."""
         self.path.unlink(missing_ok=True)
+        (self.directory / f".{LAST}.tmp").unlink(missing_ok=True)
+        try:
+            self.directory.rmdir()  # only when empty
+        except OSError:
+            pass

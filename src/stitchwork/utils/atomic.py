@@ -10,13 +10,31 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (the only portable way to read it)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(handle)`` on a temp file beside ``path``, fsync, then rename over it."""
+    """Call ``write(handle)`` on a temp file beside ``path``, fsync, then rename over it.
+
+    The file gets the mode a plain ``open`` would give it (``0666`` less the umask: 0644 by
+    default), not ``mkstemp``'s private 0600, so lab mates on a shared file system can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -27,6 +27,25 @@ def _normalise(obj: Any) -> Any:
     raise TypeError(f"cannot hash a value of type {type(obj).__name__}: {obj!r}")
 
 
+def typed_fractions(obj: Any, keys: frozenset[str]) -> Any:
+    """Copy of ``obj`` where a float under a mapping key in ``keys`` (at any depth) is its repr.
+
+    For settings that are a *count* when an int and a *fraction* when a float, ``1`` (one
+    example, one batch) and ``1.0`` (all of them) mean different things, but
+    :func:`content_hash` hashes integral floats as ints. The repr (``"1.0"``, ``"0.25"``)
+    keeps them apart; non-integral floats hash as their repr anyway, so their keys do not
+    change.
+    """
+    if isinstance(obj, Mapping):
+        return {
+            k: (repr(float(v)) if k in keys and isinstance(v, float) else typed_fractions(v, keys))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        return [typed_fractions(v, keys) for v in obj]
+    return obj
+
+
 def canonical_json(obj: Any) -> str:
     """Compact JSON with sorted keys: equal configs give equal strings."""
     return json.dumps(_normalise(obj), sort_keys=True, separators=(",", ":"))

@@ -79,12 +79,15 @@ class ModelZoo:
         build: Callable[[], nn.Module],
         train: Callable[[nn.Module], Mapping[str, Any]],
         on_corrupt: str = "retrain",
+        record: Mapping[str, Any] | None = None,
     ) -> tuple[nn.Module, ZooEntry]:
         """Return the trained model for ``identity``, training it at most once.
 
         ``build()`` makes the untrained architecture (also used to load), ``train(model)``
         trains it in place and returns its metrics. ``on_corrupt`` is ``"retrain"`` (move
-        the bad entry to ``<root>/.corrupt/`` and train again) or ``"error"``.
+        the bad entry to ``<root>/.corrupt/`` and train again) or ``"error"``. ``record``
+        (e.g. the full trainer settings used) is written into the metadata of a model
+        trained now.
         """
         if on_corrupt not in ("retrain", "error"):
             raise ValueError(f"on_corrupt must be 'retrain' or 'error', got {on_corrupt!r}")
@@ -101,7 +104,7 @@ class ModelZoo:
                         raise
                     aside = self._move_aside(key)
                     log.warning("%s; moved it to %s and retraining", err, aside)
-            return self._train_and_store(key, identity, build, train)
+            return self._train_and_store(key, identity, build, train, record or {})
 
     def _follow(self, key, identity, build, train) -> tuple[nn.Module, ZooEntry]:
         """A non-zero rank of a data-parallel job: load if stored, else train alongside rank 0.
@@ -116,7 +119,7 @@ class ModelZoo:
             return model, ZooEntry(key, self.entry_path(key), {"key": key, "identity": dict(identity),
                                                                 "metrics": metrics})
 
-    def _train_and_store(self, key, identity, build, train) -> tuple[nn.Module, ZooEntry]:
+    def _train_and_store(self, key, identity, build, train, record) -> tuple[nn.Module, ZooEntry]:
         model = build()
         start = time.time()
         metrics = dict(train(model))
@@ -130,6 +133,7 @@ class ModelZoo:
             "wall_time_s": time.time() - start,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "git": git_info(),
+            **record,
         }
         atomic_write_json(path / METADATA, metadata)  # written last: marks the entry complete
         return model, ZooEntry(key, path, metadata)
