@@ -90,7 +90,7 @@ class ClassificationData(L.LightningDataModule, abc.ABC):
         plain = self.train_source(augment=False)
         train_idx, val_idx = split_indices(len(plain), self.val_size, self.split_seed)
         train_idx = subset_indices(train_idx, self.train_subset, self.subset_seed)
-        if len(train_idx) < self.num_classes:
+        if self.train_subset is not None and len(train_idx) < self.num_classes:
             raise ValueError(
                 f"train_subset={self.train_subset!r} leaves {len(train_idx)} training example(s), fewer "
                 f"than the {self.num_classes} classes of {type(self).__name__}: some classes could never "
