@@ -72,17 +72,17 @@ def compose(app: str, overrides: list[str]):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("k=0", r"k \(number of combinations\) must be positive, got 0"),
-    ("k=-2", "must be positive"),
-    ("mode=sideways", "unknown mode"),
-    ("qs=[0.5,1.5]", r"q must be in \[0, 1\]"),
-    ("combine/sampler@sampler=vicinity sampler.eps=-1", "eps must be >= 0"),
-    ("combine/sampler@sampler=bernoulli sampler.p=2", r"p must be in \[0, 1\]"),
+    ("k=0", r"^k must be an integer >= 1, got 0$"),
+    ("k=-2", r"^k must be an integer >= 1, got -2$"),
+    ("mode=sideways", "^unknown mode 'sideways'; valid: combinability, transitivity, robustness$"),
+    ("qs=[0.5,1.5]", r"^qs\[1\] must be a number in \[0, 1\], got 1.5$"),
+    ("combine/sampler@sampler=vicinity sampler.eps=-1", "^sampler.eps must be a finite number >= 0, got -1$"),
+    ("combine/sampler@sampler=bernoulli sampler.p=2", r"^sampler.p must be a number in \[0, 1\], got 2$"),
 ])
 def test_combine_app_bad_input(override, message):
     from stitchwork.apps.combine import check_settings
 
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(ValueError, match=message):
         check_settings(compose("combine", override.split()))
 
 

@@ -18,9 +18,11 @@ from ..rebasin.figures import plot_curves, plot_histograms
 from ..rebasin.robustness import fraction_grid, robustness_sweep
 from ..rebasin.transitivity import transitivity
 from .common import Job, run_job
+from .config_check import check_config
 from .endpoints import Endpoints, load_endpoints, match, post_process
 from .entry import hydra_entry
 from .tables import print_table
+from .validate import user_errors
 
 MODES = ("combinability", "transitivity", "robustness")
 
@@ -101,6 +103,13 @@ def robustness_mode(job: Job, ends: Endpoints) -> dict:
 
 def check_settings(cfg: DictConfig) -> None:
     """Fail on bad settings before any model is trained or loaded."""
+    check_config(cfg)
+    with user_errors():
+        _check_combine(cfg)
+
+
+def _check_combine(cfg: DictConfig) -> None:
+    instantiate(cfg.matcher)
     if cfg.mode not in MODES:
         raise ValueError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}")
     if int(cfg.k) <= 0:

@@ -22,19 +22,23 @@ from ..training import TrainRecipe, check_trainer_options, fit_classifier
 from ..utils.distributed import is_main_process
 from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
 from .config import job_id, to_plain
+from .failures import log_traceback_to_files
 from .logging import JobLogger, open_logger
+from .validate import as_user_error, constructor_errors
 
 log = logging.getLogger("stitchwork")
 
 
 def build_data(data_cfg: DictConfig) -> ClassificationData:
-    """Instantiate a data module from its config."""
-    return instantiate(data_cfg)
+    """Instantiate a data module from its config (its constructor's ValueErrors name ``data.*``)."""
+    with constructor_errors(data_cfg, "data"):
+        return instantiate(data_cfg)
 
 
 def build_model(model_cfg: DictConfig, data: ClassificationData) -> CutModel:
-    """Instantiate a model for ``data``'s input shape and class count."""
-    return instantiate(model_cfg, input_shape=list(data.input_shape), num_classes=data.num_classes)
+    """Instantiate a model for ``data``'s input shape and class count (ValueErrors name its key)."""
+    with constructor_errors(model_cfg, "model"):
+        return instantiate(model_cfg, input_shape=list(data.input_shape), num_classes=data.num_classes)
 
 
 def trainer_options(trainer_cfg: DictConfig | None) -> dict[str, Any]:
@@ -58,7 +62,7 @@ def resolve_device(name: Any) -> torch.device:
     ``auto`` is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; ``cuda`` is the
     current CUDA device, with its index (so the record says which). Raises ``ValueError``
     for any other value or a CUDA index this machine lacks, and ``RuntimeError`` when CUDA
-    is asked for but unavailable.
+    is asked for but unavailable (both marked as the user's error: one paragraph, no traceback).
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -66,18 +70,18 @@ def resolve_device(name: Any) -> torch.device:
         return torch.device("cpu")
     match = re.fullmatch(r"cuda(?::(\d+))?", name) if isinstance(name, str) else None
     if match is None:
-        raise ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICE_CHOICES)}")
+        raise as_user_error(ValueError(f"unknown device {name!r}; valid: {', '.join(DEVICE_CHOICES)}"))
     if not torch.cuda.is_available():
-        raise RuntimeError(
+        raise as_user_error(RuntimeError(
             f"device={name} asks for CUDA, but torch.cuda.is_available() is false here (torch "
             f"{torch.__version__}, CUDA build {torch.version.cuda}); use device=cpu, or device=auto"
-        )
+        ))
     index = int(match[1]) if match[1] is not None else torch.cuda.current_device()
     count = torch.cuda.device_count()
     if index >= count:
-        raise ValueError(
+        raise as_user_error(ValueError(
             f"device={name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
-        )
+        ))
     return torch.device("cuda", index)
 
 
@@ -214,6 +218,7 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
     except Exception as err:
         record.fail(err)
         log.error("%s job %s failed: %s", app, identity, record.error)
+        log_traceback_to_files(err)
         raise
     finally:
         write_results(out, record)

@@ -25,8 +25,10 @@ from ..similarity.all_pairs import SimilarityMatrices, all_pairs, check_all_pair
 from ..sweep.heatmaps import LayerMatrix, draw_matrices, sanity_ranks
 from .common import Job, build_data, build_model, get_base_model, run_job
 from .config import instantiate_named
+from .config_check import check_config
 from .entry import hydra_entry
 from .tables import print_table
+from .validate import user_errors
 
 log = logging.getLogger("stitchwork")
 
@@ -59,10 +61,13 @@ def build_measures(names: Any) -> Any:
 
 def compare_job(job: Job) -> dict:
     cfg = job.cfg
+    check_config(cfg)
     data = build_data(cfg.data)
     opts = similarity_options(cfg)
     # fail fast on untrained copies: unknown measure, policy or cut point, memory
-    modes = check_all_pairs(build_model(cfg.model_a, data), build_model(cfg.model_b, data), **opts)
+    models = build_model(cfg.model_a, data), build_model(cfg.model_b, data)
+    with user_errors():
+        modes = check_all_pairs(*models, **opts)
     model_a, entry_a = get_base_model(cfg.model_a, cfg.data, cfg.recipe_a, int(cfg.seed_a), cfg.zoo,
                                       cfg.trainer, data=data, device=job.device)  # fmt: skip
     model_b, entry_b = get_base_model(cfg.model_b, cfg.data, cfg.recipe_b, int(cfg.seed_b), cfg.zoo,

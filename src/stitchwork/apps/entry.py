@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import hydra
@@ -11,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from .config import conf_dir, register_resolvers
+from .failures import print_failure
 from .slurm_check import require_slurm_for_argv
 
 
@@ -21,16 +24,35 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
         # Before Hydra submits anything: a SLURM launcher without SLURM is a clear error.
         require_slurm_for_argv(sys.argv[1:])
         register_resolvers()
+        full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
         try:
-            return hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(task)()
-        except (SystemExit, Exception) as stop:  # Hydra exits, or raises with HYDRA_FULL_ERROR=1
+            with _hydra_raises():
+                return hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(task)()
+        except (SystemExit, Exception) as stop:  # Hydra exits (--help, ...) or raises
             failed = not isinstance(stop, SystemExit) or stop.code not in (0, None)
+            code = None if isinstance(stop, SystemExit) or full_error else print_failure(stop)
             if failed and _is_multirun(sys.argv[1:]):
                 summarise_sweep()
-            raise
+            if code is None:
+                raise
+            sys.exit(code)
 
     main.__doc__ = f"Run the {config_name!r} app (Hydra overrides on the command line)."
     return main
+
+
+@contextmanager
+def _hydra_raises() -> Iterator[None]:
+    """Let errors leave Hydra as exceptions (``HYDRA_FULL_ERROR=1``), so :func:`print_failure` presents them."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 def _is_multirun(argv: list[str]) -> bool:

@@ -9,11 +9,13 @@ from omegaconf import DictConfig
 
 from ..cut import cut_point_shapes
 from .common import build_data, build_model
+from .config_check import check_config
 from .entry import hydra_entry
 from .tables import print_cut_points
 
 
 def task(cfg: DictConfig) -> dict:
+    check_config(cfg)
     data = build_data(cfg.data)
     model = build_model(cfg.model, data)
     shapes = cut_point_shapes(model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..rebasin import merge
@@ -17,15 +18,25 @@ from ..rebasin.interpolate import curve_barriers, interpolation_curve
 from ..training import evaluate
 from ..utils.atomic import atomic_torch_save
 from .common import Job, run_job
+from .config_check import check_config
 from .endpoints import align_endpoints, build_post, load_endpoints, post_process
 from .entry import hydra_entry
 from .tables import print_table
+from .validate import user_errors
 
 log = logging.getLogger("stitchwork")
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse bad settings (any key, the post-process, the matcher) before any model is trained."""
+    check_config(cfg)
+    with user_errors():
+        instantiate(cfg.matcher)
+
+
 def rebasin_job(job: Job) -> dict:
     cfg = job.cfg
+    check_settings(cfg)
     ends = load_endpoints(cfg, {"a": cfg.seed_a, "b": cfg.seed_b}, job.device)
     a, b = ends.models["a"], ends.models["b"]
     alignment = align_endpoints(cfg, ends, a, b)

@@ -10,21 +10,27 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..sweep.report import collect_results, write_jsonl, write_table
 from ..utils.hashing import content_hash
 from .config import to_plain
+from .config_check import check_config
 from .entry import hydra_entry
 from .logging import open_logger
+from .validate import UserError
 
 log = logging.getLogger("stitchwork")
 
 
 def task(cfg: DictConfig) -> dict:
+    check_config(cfg)
+    if not OmegaConf.is_list(cfg.dirs) or not cfg.dirs:
+        raise UserError(f"dirs must be a list of one or more sweep folders, dirs=[path,...]; got {cfg.dirs!r}")
     dirs = [Path(d) for d in cfg.dirs]
-    if not dirs:
-        raise ValueError("stitchwork-report needs at least one sweep folder: dirs=[path,...]")
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise UserError(f"dirs: no such folder {', '.join(missing)}; give sweep folders, dirs=[multirun/<app>/<sweep>]")
     out = Path(cfg.out) if cfg.out else dirs[0] / "report"
     rows, bad = collect_results(dirs)
     for path, reason in bad:

@@ -31,8 +31,10 @@ from .common import (
     run_job,
     single_device_trainer_options,
 )
+from .config_check import check_config
 from .entry import hydra_entry
 from .tables import print_table
+from .validate import user_errors
 
 log = logging.getLogger("stitchwork")
 
@@ -82,13 +84,16 @@ def matching_config(cfg: DictConfig) -> DictConfig:
 def check_pair(cfg: DictConfig, data: ClassificationData, stitch_factory: Any) -> None:
     """Fail fast on an unknown cut point or shapes the stitch cannot join (untrained copies)."""
     model_a, model_b = build_model(cfg.model_a, data), build_model(cfg.model_b, data)
-    build_stitched(model_a, cfg.layer_pair.front, model_b, cfg.layer_pair.back, stitch_factory)
+    with user_errors():
+        build_stitched(model_a, cfg.layer_pair.front, model_b, cfg.layer_pair.back, stitch_factory)
 
 
 def stitch_job(job: Job) -> dict:
     cfg = job.cfg
+    check_config(cfg)
     data = build_data(cfg.data)
-    stitch_factory = resolve_stitch(instantiate(cfg.stitch))
+    with user_errors():
+        stitch_factory = resolve_stitch(instantiate(cfg.stitch))
     check_pair(cfg, data, stitch_factory)
     model_a, keys_a = donor(cfg, "a", data, job.device)
     model_b, keys_b = donor(cfg, "b", data, job.device)

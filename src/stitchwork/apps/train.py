@@ -10,12 +10,14 @@ from omegaconf import DictConfig
 
 from ..cut import cut_point_shapes
 from .common import Job, build_data, get_base_model, run_job
+from .config_check import check_config
 from .entry import hydra_entry
 from .tables import print_cut_points, print_table
 
 
 def train_job(job: Job) -> dict:
     cfg = job.cfg
+    check_config(cfg)
     data = build_data(cfg.data)
     model, entry = get_base_model(
         cfg.model, cfg.data, cfg.recipe, cfg.seed, cfg.zoo, cfg.trainer, data=data, logger=job.logger.lightning

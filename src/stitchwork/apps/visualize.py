@@ -31,9 +31,11 @@ from ..visualize import (
     top_variance_channels,
 )
 from .common import Job, build_data, build_model, get_base_model, run_job
+from .config_check import check_config
 from .endpoints import build_post
 from .entry import hydra_entry
 from .tables import print_table
+from .validate import user_errors
 
 log = logging.getLogger("stitchwork")
 
@@ -87,10 +89,13 @@ def endpoints_and_merge(
 
 def visualize_job(job: Job) -> dict:
     cfg = job.cfg
+    check_config(cfg)
     data = build_data(cfg.data)
     data.setup()
     position = tuple(cfg.position) if cfg.position is not None else None
-    check_request(cfg, build_model(cfg.model, data), position)
+    model = build_model(cfg.model, data)
+    with user_errors():
+        check_request(cfg, model, position)
     models, matched = endpoints_and_merge(cfg, data, job.device)
     test = data.loader("test", shuffle=False)
     channels = choose_channels(cfg, models["A"], position, test)

@@ -9,6 +9,7 @@ written by another tool, such as the small real-format files of our tests).
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,14 @@ from .base import ClassificationData
 
 class DatasetNotFoundError(FileNotFoundError):
     """Data files are missing and downloading was not asked for."""
+
+
+class DatasetCorruptError(OSError):
+    """A data file is there but cannot be read (truncated, damaged, another format)."""
+
+
+#: What torchvision raises on a damaged pickle or array file.
+_READ_ERRORS = (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, UnicodeDecodeError)
 
 
 def _presence_only(files):
@@ -118,6 +127,8 @@ class VisionData(ClassificationData):
         split = {"split": "train" if train else "test"} if self.spec.split_kw == "split" else {"train": train}
         try:
             return self.spec.cls(self.root, transform=transform, download=download, **split)
+        except _READ_ERRORS as err:
+            raise DatasetCorruptError(self._corrupt_message(err)) from err
         except RuntimeError as err:
             if download or "not found" not in str(err).lower():
                 raise
@@ -125,6 +136,33 @@ class VisionData(ClassificationData):
                 f"{self.name} files not found under data.root={self.root!r} (expected {self.spec.files}). "
                 f"Point data.root at the folder that holds them, or add data.download=true to fetch them."
             ) from None
+
+    def _corrupt_message(self, err: Exception) -> str:
+        """Which file under ``root`` does not load (CIFAR pickles are re-read one by one to find it)."""
+        bad, reason = self._unreadable_pickle(), f"{type(err).__name__}: {err}"
+        if bad is not None:
+            path, reason = bad
+            what = f"cannot read {path}"
+        else:
+            what = f"cannot read the {self.spec.files} files under data.root={self.root!r}"
+        return (f"{self.name}: {what} ({reason}); the file is damaged or not in torchvision's format. "
+                f"Replace it with a good copy (or delete it and add data.download=true).")  # fmt: skip
+
+    def _unreadable_pickle(self) -> tuple[Path, str] | None:
+        cls = self.spec.cls
+        if not hasattr(cls, "base_folder") or not hasattr(cls, "train_list"):
+            return None
+        names = [n for n, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        for name in names:
+            path = Path(self.root) / cls.base_folder / name
+            try:
+                with open(path, "rb") as f:
+                    pickle.load(f, encoding="latin1")
+            except _READ_ERRORS as err:
+                return path, f"{type(err).__name__}: {err}"
+            except OSError:
+                continue
+        return None
 
     def train_source(self, augment: bool) -> Dataset:
         if self.download:
