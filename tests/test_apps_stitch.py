@@ -37,13 +37,14 @@ def _compose(*overrides: str):
 
 def test_multirun_records_bad_cut_point_and_nan_loss_runs_siblings_and_skips_on_rerun(run_cli, tmp_path):
     args = ["--multirun", "layer_pair.front=conv4,conv99", "matching=task_loss", "matching.epochs=2",
-            "matching.lr=1e-3,1e38", "sweep_name=t", *TINY]  # fmt: skip  (inf itself is refused up front)
+            "matching.lr=1e-3,inf", "sweep_name=t", *TINY]  # fmt: skip
     proc = run_cli("stitch", *args, check=False)
     assert proc.returncode != 0  # Hydra reports the failures after the sweep
     records = _results(tmp_path / "multirun" / "stitch" / "t")
     assert len(records) == 4
     assert {r["metrics"]["device"] for r in records} == {str(resolve_device("auto"))}  # failed ones too
-    by_case = {(r["config"]["layer_pair"]["front"], r["config"]["matching"]["lr"]): r for r in records}
+    lr = lambda r: r["config"]["matching"]["lr"] or float("inf")  # noqa: E731  (results store inf as null)
+    by_case = {(r["config"]["layer_pair"]["front"], lr(r)): r for r in records}
     ok = by_case[("conv4", 1e-3)]
     assert ok["status"] == "ok", ok.get("error")
     m = ok["metrics"]
@@ -54,12 +55,12 @@ def test_multirun_records_bad_cut_point_and_nan_loss_runs_siblings_and_skips_on_
     assert m["penalty"] == pytest.approx(100 * (m["acc_b"] - m["stitched_acc"]))
     assert [e["epoch"] for e in m["history"]] == [0, 1]
     assert m["zoo_key_a"] != m["zoo_key_b"]  # two seeds, two base models
-    for lr in (1e-3, 1e38):  # an unknown cut point fails with the valid names
+    for lr in (1e-3, float("inf")):  # an unknown cut point fails with the valid names
         bad = by_case[("conv99", lr)]
         assert bad["status"] == "failed" and "UnknownCutPointError" in bad["error"]
         assert "conv99" in bad["error"] and TINY10_CUTS.replace(",", ", ") in bad["error"]
-    nan = by_case[("conv4", 1e38)]
-    assert nan["status"] == "failed" and "NonFiniteLossError" in nan["error"]
+    inf = by_case[("conv4", float("inf"))]  # refused before any training (a NaN loss: test_stitching_models)
+    assert inf["status"] == "failed" and "matching.lr must be a positive finite number, got inf" in inf["error"]
     assert "did not finish" not in proc.stderr and "conv99" in proc.stderr  # the sweep summary
 
     again = run_cli("stitch", *args, check=False)

@@ -40,7 +40,7 @@ def check_config(cfg: DictConfig) -> None:
         plain = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
         _check_value(str(key), str(key), plain)
         if str(key).startswith("recipe") and isinstance(plain, dict):
-            with user_errors(str(key)):
+            with user_errors():
                 TrainRecipe.from_dict(plain)
 
 
