@@ -55,12 +55,12 @@ def test_multirun_records_bad_cut_point_and_nan_loss_runs_siblings_and_skips_on_
     assert m["penalty"] == pytest.approx(100 * (m["acc_b"] - m["stitched_acc"]))
     assert [e["epoch"] for e in m["history"]] == [0, 1]
     assert m["zoo_key_a"] != m["zoo_key_b"]  # two seeds, two base models
-    for lr in (1e-3, float("inf")):  # an unknown cut point fails with the valid names
-        bad = by_case[("conv99", lr)]
-        assert bad["status"] == "failed" and "UnknownCutPointError" in bad["error"]
-        assert "conv99" in bad["error"] and TINY10_CUTS.replace(",", ", ") in bad["error"]
-    inf = by_case[("conv4", float("inf"))]  # refused before any training (a NaN loss: test_stitching_models)
-    assert inf["status"] == "failed" and "matching.lr must be a positive finite number, got inf" in inf["error"]
+    bad = by_case[("conv99", 1e-3)]  # an unknown cut point fails with the valid names
+    assert bad["status"] == "failed" and "UnknownCutPointError" in bad["error"]
+    assert "conv99" in bad["error"] and TINY10_CUTS.replace(",", ", ") in bad["error"]
+    for front in ("conv4", "conv99"):  # lr=inf is refused before any training (NaN losses: test_stitching_models)
+        inf = by_case[(front, float("inf"))]
+        assert inf["status"] == "failed" and "matching.lr must be a positive finite number, got inf" in inf["error"]
     assert "did not finish" not in proc.stderr and "conv99" in proc.stderr  # the sweep summary
 
     again = run_cli("stitch", *args, check=False)
