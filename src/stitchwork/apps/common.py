@@ -112,11 +112,13 @@ def get_base_model(
     logger: Any = False,
     device: torch.device | None = None,
 ) -> tuple[CutModel, ZooEntry]:
-    """The trained base model that (model, data, recipe, seed) names, from the zoo or trained now.
+    """The trained base model that (model, data, recipe, seed, trainer) names, from the zoo or trained now.
 
+    The trainer options that can change weights are part of the zoo key
+    (:func:`stitchwork.zoo.model_identity`); all of them are recorded in ``metadata.json``.
     ``logger`` (a Lightning logger) receives the training curves when training happens.
     Training runs where ``trainer_cfg`` says; the model is returned on ``device`` (None: the
-    CPU, where the zoo loads it).
+    CPU, where the zoo loads it). ``<zoo>/.partial/<key>/`` is removed once the model is stored.
     """
     data = data if data is not None else build_data(data_cfg)
     recipe = TrainRecipe.from_dict(OmegaConf.to_container(recipe_cfg, resolve=True))
