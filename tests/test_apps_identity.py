@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from stitchwork.apps.failures import USER_ERROR_EXIT
+
 FAST = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
 MLP = ["model=mlp", "recipe.epochs=10", *FAST]
 #: Test accuracy of that MLP on digits, measured over seeds 0-3 (the same with 1 and 2 torch
 #: threads): 0.86-0.95 trained normally, 0.12-0.21 with one training batch per epoch.
 FULL, CRIPPLED = 0.75, 0.4
+#: A user's shell: no HYDRA_FULL_ERROR, so user errors print one paragraph without a traceback.
+USER_SHELL = {"HYDRA_FULL_ERROR": "0"}
 
 
 def _record(root: Path) -> dict:
@@ -52,16 +56,17 @@ def test_debug_trainer_options_never_poison_the_zoo(run_cli, tmp_path):
 
 
 def test_trainer_max_epochs_is_refused_with_the_key_to_use(run_cli, tmp_path):
-    proc = run_cli("train", "+trainer.max_epochs=5", *MLP, f"zoo.root={tmp_path / 'zoo'}", check=False)
-    assert proc.returncode != 0
+    proc = run_cli("train", "+trainer.max_epochs=5", *MLP, f"zoo.root={tmp_path / 'zoo'}", check=False, env=USER_SHELL)
+    assert proc.returncode == USER_ERROR_EXIT and "Traceback" not in _out(proc)  # one paragraph
     assert "trainer.max_epochs=5 is not used" in _out(proc) and "Set recipe.epochs instead" in _out(proc)
     assert not (tmp_path / "zoo").exists() or not any((tmp_path / "zoo").glob("*/model.pt"))
 
 
 def test_one_example_is_refused_and_the_whole_split_is_all(run_cli, tmp_path):
     zoo = tmp_path / "zoo"
-    one = run_cli("train", "data.train_subset=1", *MLP, f"zoo.root={zoo}", "hydra.run.dir=one", check=False)
-    assert one.returncode != 0
+    one = run_cli("train", "data.train_subset=1", *MLP, f"zoo.root={zoo}", "hydra.run.dir=one", check=False,
+                  env=USER_SHELL)  # fmt: skip
+    assert one.returncode == USER_ERROR_EXIT and "Traceback" not in _out(one)  # one paragraph
     assert "train_subset=1 leaves 1 training example(s), fewer than the 10 classes of Digits" in _out(one)
     assert not list(zoo.glob("*/model.pt"))
     run_cli("train", "data.train_subset=1.0", *MLP, f"zoo.root={zoo}", "hydra.run.dir=whole")

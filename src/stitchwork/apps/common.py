@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.base import ClassificationData
+from ..data.base import ClassificationData, TrainSubsetError
 from ..models.base import CutModel
 from ..sweep.records import JobRecord, is_done, read_results, write_results
 from ..training import TrainRecipe, check_trainer_options, fit_classifier
@@ -24,7 +24,7 @@ from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
 from .config import job_id, to_plain
 from .failures import log_traceback_to_files
 from .logging import JobLogger, open_logger
-from .validate import as_user_error, constructor_errors
+from .validate import as_user_error, constructor_errors, user_errors
 
 log = logging.getLogger("stitchwork")
 
@@ -48,7 +48,8 @@ def trainer_options(trainer_cfg: DictConfig | None) -> dict[str, Any]:
     ``trainer.max_epochs`` / ``trainer.precision`` are refused: the recipe sets them.
     """
     options = OmegaConf.to_container(trainer_cfg, resolve=True) if trainer_cfg is not None else {}
-    check_trainer_options(options)
+    with user_errors():
+        check_trainer_options(options)
     return {"devices": 1, **options}
 
 
@@ -123,6 +124,11 @@ def get_base_model(
     data = data if data is not None else build_data(data_cfg)
     recipe = TrainRecipe.from_dict(OmegaConf.to_container(recipe_cfg, resolve=True))
     settings = trainer_options(trainer_cfg)
+    try:  # a subset smaller than the class count is the user's error, found before the zoo is asked
+        data.setup()
+    except TrainSubsetError as err:
+        as_user_error(err)
+        raise
     identity = model_identity(
         OmegaConf.to_container(model_cfg, resolve=True),
         OmegaConf.to_container(data_cfg, resolve=True),

@@ -15,6 +15,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 
+class TrainSubsetError(ValueError):
+    """A training subset too small to train a classifier on (fewer examples than classes)."""
+
+
 class ClassificationData(L.LightningDataModule, abc.ABC):
     """Seeded train / val / test splits of a classification data set.
 
@@ -91,7 +95,7 @@ class ClassificationData(L.LightningDataModule, abc.ABC):
         train_idx, val_idx = split_indices(len(plain), self.val_size, self.split_seed)
         train_idx = subset_indices(train_idx, self.train_subset, self.subset_seed)
         if self.train_subset is not None and len(train_idx) < self.num_classes:
-            raise ValueError(
+            raise TrainSubsetError(
                 f"train_subset={self.train_subset!r} leaves {len(train_idx)} training example(s), fewer "
                 f"than the {self.num_classes} classes of {type(self).__name__}: some classes could never "
                 f"be seen. Use a count of at least {self.num_classes}, a larger fraction, or null (all)."
