@@ -44,7 +44,18 @@ def conv_chain_spec(model: CutModel) -> PermutationSpec:
     return build_spec(axes, model, acts)
 
 
-class Tiny10(CutModel):
+class ConvChain(CutModel):
+    """A plain chain of ``conv{i}`` stages (conv → norm → ReLU) before ``pool`` and ``head``.
+
+    Describes its re-basin permutation axes with :func:`conv_chain_spec`.
+    """
+
+    def permutation_spec(self) -> PermutationSpec:
+        """Re-basin permutation axes: one permutation per conv layer."""
+        return conv_chain_spec(self)
+
+
+class Tiny10(ConvChain):
     """Tiny-10 with a width multiplier. Cut points: ``conv1`` … ``conv8``, ``pool``."""
 
     def __init__(
@@ -61,7 +72,3 @@ class Tiny10(CutModel):
         stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         stages["head"] = nn.Linear(c_in, num_classes)
         super().__init__(stages, input_shape)
-
-    def permutation_spec(self) -> PermutationSpec:
-        """Re-basin permutation axes: one permutation per conv layer (:func:`conv_chain_spec`)."""
-        return conv_chain_spec(self)

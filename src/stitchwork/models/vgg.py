@@ -7,10 +7,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..axes import PermutationSpec
-from .base import CutModel, check_positive, require_image_input, scaled
+from .base import check_positive, require_image_input, scaled
 from .norm import check_norm, conv_norm
-from .tiny10 import conv_chain_spec
+from .tiny10 import ConvChain
 
 #: Conv widths per block; each block ends in a 2×2 max-pool.
 VGG_CONFIGS = {
@@ -19,7 +18,7 @@ VGG_CONFIGS = {
 }
 
 
-class VGG(CutModel):
+class VGG(ConvChain):
     """VGG conv stack (3×3 conv → norm → ReLU), GAP, one linear head.
 
     A max-pool closes each block while the feature map is at least 2 px wide, so
@@ -60,11 +59,6 @@ class VGG(CutModel):
         stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         stages["head"] = nn.Linear(c_in, num_classes)
         super().__init__(stages, input_shape)
-
-    def permutation_spec(self) -> PermutationSpec:
-        """Re-basin permutation axes: one permutation per conv layer (:func:`conv_chain_spec`)."""
-        return conv_chain_spec(self)
-
 
 def vgg11(input_shape: Sequence[int], num_classes: int, width: float = 1.0, norm: str = "bn") -> VGG:
     """VGG-11 (8 conv layers)."""

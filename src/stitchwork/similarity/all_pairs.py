@@ -28,6 +28,7 @@ point's output is read after the next stage has run.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,11 +150,7 @@ def all_pairs(
     UnknownCutPointError
         A cut point the model does not list (the message lists the valid ones).
     """
-    model_b = model_a if model_b is None else model_b
-    options = {k: dict(v) for k, v in (options or {}).items()}
-    plan = make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
-                     options, max_moment_bytes)  # fmt: skip
-    check_subset_size(n_subset)
+    model_b, plan, options = _plan(locals())
     picked = torch.zeros(0, dtype=torch.long)
     if plan.subset:
         picked = subset_positions(dataset_size(loader), n_subset, seed)
@@ -166,30 +163,28 @@ def all_pairs(
     return SimilarityMatrices(rows, cols, values, n_ex, picked, distances)
 
 
-def check_all_pairs(
-    model_a: nn.Module,
-    model_b: nn.Module | None,
-    cut_points_a: Sequence[str] | None = None,
-    cut_points_b: Sequence[str] | None = None,
-    measures: Sequence[str | Measure] = ("linear_cka",),
-    spatial: str | None = None,
-    n_subset: int = 1000,
-    seed: int = 0,
-    linear: str = "auto",
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-    max_moment_bytes: int = 2 * 2**30,
-) -> dict[str, str]:
+def check_all_pairs(model_a: nn.Module, model_b: nn.Module | None, **request: Any) -> dict[str, str]:
     """Validate an :func:`all_pairs` request without data: ``measure -> "streamed" | "subset"``.
 
-    Runs the same checks as :func:`all_pairs` (measures, policy, cut points, shapes, memory),
-    so an app can fail in seconds on untrained copies before training any base model.
+    ``request`` holds :func:`all_pairs`'s keyword arguments (all but ``loader``). Runs the same
+    checks (measures, policy, cut points, shapes, memory), so an app can fail in seconds on
+    untrained copies before training any base model.
     """
-    model_b = model_a if model_b is None else model_b
-    options = {k: dict(v) for k, v in (options or {}).items()}
-    plan = make_plan(model_a, model_b, cut_points_a, cut_points_b, measures, spatial, linear,
-                     options, max_moment_bytes)  # fmt: skip
-    check_subset_size(n_subset)
+    bound = inspect.signature(all_pairs).bind(model_a, model_b, None, **request)  # TypeError if unknown
+    bound.apply_defaults()
+    _, plan, _ = _plan(bound.arguments)
     return {m: "streamed" if m in plan.streamed else "subset" for m in plan.measures}
+
+
+def _plan(request: Mapping[str, Any]) -> tuple[nn.Module, Plan, dict[str, dict]]:
+    """Model B (A for a self-comparison), the checked plan and the per-measure options."""
+    r = request
+    model_b = r["model_a"] if r["model_b"] is None else r["model_b"]
+    options = {k: dict(v) for k, v in (r["options"] or {}).items()}
+    plan = make_plan(r["model_a"], model_b, r["cut_points_a"], r["cut_points_b"], r["measures"],
+                     r["spatial"], r["linear"], options, r["max_moment_bytes"])  # fmt: skip
+    check_subset_size(r["n_subset"])
+    return model_b, plan, options
 
 
 def _one_pass(models, loader, plan: Plan, spatial, sums, picked) -> tuple[int, dict]:

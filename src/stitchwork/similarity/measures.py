@@ -113,19 +113,16 @@ class RBFCKADebiased(RBFCKA):
 class CCAMeanRho(Measure):
     """Mean canonical correlation."""
 
-    name, symmetric = "cca_mean_rho", True
+    name, symmetric, statistic = "cca_mean_rho", True, "mean_rho"
 
     def __call__(self, X: Any, Y: Any, **options: Any) -> float:
-        return cca(X, Y, **options).mean_rho
+        return getattr(cca(X, Y, **options), self.statistic)
 
 
-class CCAMeanRhoSq(Measure):
+class CCAMeanRhoSq(CCAMeanRho):
     """Mean squared canonical correlation (Yanai's GCD)."""
 
-    name, symmetric = "cca_mean_rho_sq", True
-
-    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
-        return cca(X, Y, **options).mean_rho_sq
+    name, statistic = "cca_mean_rho_sq", "mean_rho_sq"
 
 
 class SVCCA(Measure):
