@@ -10,8 +10,7 @@ import torch
 
 from stitchwork.apps.common import resolve_device
 
-FAST = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "recipe_a.epochs=1",
-        "recipe_b.epochs=1", "similarity.n_subset=120"]  # fmt: skip
+FAST = ["tiny=two_models", "similarity.n_subset=120"]  # conf/tiny/: one-epoch base models on the CPU
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -16,7 +16,7 @@ from stitchwork.cut import UnknownCutPointError
 from stitchwork.stitching import StitchShapeError, resolve_stitch
 
 # Base models of one epoch: enough to stitch, quick to train (the zoo keeps them per session).
-TINY = ["recipe_a.epochs=1", "recipe_b.epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+TINY = ["tiny=two_models"]  # conf/tiny/: one-epoch base models on the CPU
 #: The metrics that issue 3 asks every stitching job to report.
 METRIC_KEYS = {"acc_a", "acc_b", "stitched_acc", "relative_acc", "penalty", "dm_residual_fit",
                "dm_residual_test", "cka_stitched_target", "agreement_b", "kl_b", "ood_score",

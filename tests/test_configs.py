@@ -81,3 +81,23 @@ def test_device_defaults_to_auto_and_is_not_part_of_the_job_identity(name):
     assert default.device == "auto" and on_gpu.device == "cuda:1"
     assert job_id(on_gpu) == job_id(default)  # a job done on a GPU node is done
     assert job_id(other_seed) != job_id(on_gpu)
+
+
+#: tiny option -> the apps it serves (conf/tiny/ headers say which)
+TINY_APPS = {"two_models": ["stitch", "compare"], "one_model": ["train", "rebasin", "combine", "visualize"],
+             "mlp": ["rebasin", "combine"], "cnn": ["rebasin", "combine", "visualize"]}  # fmt: skip
+
+
+def test_every_tiny_option_shrinks_training_after_the_presets():
+    assert set(TINY_APPS) == set(_names("tiny"))
+    for option, apps in TINY_APPS.items():
+        for app in apps:
+            required = ["layer_pair.front=conv4"] if app == "stitch" else []
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                cfg = compose(config_name=app, overrides=[*required, f"tiny={option}"])
+            recipes = [cfg.recipe_a, cfg.recipe_b] if "recipe_a" in cfg else [cfg.recipe]
+            assert [r.epochs for r in recipes] == [1] * len(recipes), (option, app)
+            assert cfg.trainer.accelerator == "cpu" and cfg.trainer.enable_progress_bar is False
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # applied after the preset
+        cfg = compose(config_name="stitch", overrides=["experiment=more_is_better", "tiny=two_models"])
+    assert (cfg.recipe_a.epochs, cfg.recipe_b.epochs, cfg.model_a.width) == (1, 1, 0.5)

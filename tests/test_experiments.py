@@ -19,7 +19,7 @@ from stitchwork.apps.config import conf_dir, register_resolvers
 
 #: The stitch app's presets: those whose header runs stitchwork-stitch (other apps share the group).
 PRESETS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml") if "stitchwork-stitch" in p.read_text())
-TINY = ["recipe_a.epochs=1", "recipe_b.epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+TINY = ["tiny=two_models"]  # conf/tiny/: one-epoch base models on the CPU, after the preset
 CONV = [f"conv{i}" for i in range(1, 9)]
 #: preset -> (overrides that shrink its sweep, number of jobs left)
 SHRINK = {

@@ -11,10 +11,8 @@ import torch
 from stitchwork.apps.common import resolve_device
 from stitchwork.rebasin.apply import load_permutation
 
-TINY_MLP = ["data=mnist1d", "model=mlp", "model.width=16", "model.depth=2", "recipe=adam", "recipe.epochs=1",
-            "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
-TINY_CNN = ["data=digits", "model=tiny10", "model.width=0.25", "recipe=adam", "recipe.epochs=1",
-            "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+TINY_MLP = ["tiny=mlp"]  # conf/tiny/: a 2 x 16 MLP on mnist1d, one Adam epoch on the CPU
+TINY_CNN = ["tiny=cnn"]  # conf/tiny/: Tiny-10 x 0.25 on digits, one Adam epoch on the CPU
 
 
 def records(root: Path) -> list[dict]:

@@ -16,8 +16,7 @@ from stitchwork.rebasin.matching import Matcher
 from stitchwork.visualize import MaximizeSettings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-FAST = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "recipe.epochs=2",
-        "model.width=0.5", "visualize=quick", "visualize.steps=16", "num_channels=3", "examples=4"]
+FAST = ["tiny=one_model", "recipe.epochs=2", "model.width=0.5", "visualize=quick", "visualize.steps=16", "num_channels=3", "examples=4"]
 
 
 def _record(root: Path) -> dict:
