@@ -192,9 +192,12 @@ def val_size(key: str, value: Any) -> Any:
 
 
 def _post_choices() -> tuple[str, ...]:
+    """The post-processes a config can name: the files of ``conf/rebasin/post/`` (built-ins first)."""
     from ..rebasin.post import POST_PROCESSES
+    from .config import conf_dir
 
-    return tuple(POST_PROCESSES)
+    names = {p.stem for p in (conf_dir() / "rebasin" / "post").glob("*.yaml")}
+    return (*(n for n in POST_PROCESSES if n in names), *sorted(names - set(POST_PROCESSES)))
 
 
 def _norm_choices() -> tuple[str, ...]:
