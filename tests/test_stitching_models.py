@@ -87,9 +87,11 @@ def test_direct_then_task_stitches_two_seeds_to_high_relative_accuracy(digits, t
     a, b = _model(digits, trained[0]), _model(digits, trained[1])
     _, direct_rec = stitch(a, "conv4", b, "conv4", digits)
     _, rec = stitch(a, "conv4", b, "conv4", digits, matching="direct_then_task",
-                    matching_options={"epochs": 3}, trainer_options=TRAINER)  # fmt: skip
+                    matching_options={"epochs": 10}, trainer_options=TRAINER)  # fmt: skip
+    # Csiszárik et al.: relative accuracy >= 0.95. Measured with 10 epochs 0.969-0.983 (base
+    # seeds 0->1, 4->5, 6->7, 8->9; 1 and 2 threads); 3 epochs gave 0.929-0.963, too close.
     assert rec["relative_acc"] >= 0.95
-    assert rec["cached"] is True and [h["epoch"] for h in rec["history"]] == [0, 1, 2]
+    assert rec["cached"] is True and [h["epoch"] for h in rec["history"]] == list(range(10))
     assert rec["fit_rows"] == direct_rec["fit_rows"] == len(digits.train_set) * 4 * 4
     assert 0 < direct_rec["dm_residual_test"] < 1
 
