@@ -42,7 +42,7 @@ def test_multirun_records_a_failed_job_and_runs_its_siblings(run_cli, tmp_path):
     proc = run_cli("train", "--multirun", "model=mlp", "recipe.epochs=2", "recipe.lr=0.05,1e30", *FAST,
                    "sweep_name=lr", check=False)
     assert proc.returncode != 0  # Hydra reports the failure after the sweep
-    assert "ended with errors. Per job:" in proc.stderr and ": ok" in proc.stderr
+    assert "2 jobs: 1 ok (0 already done, skipped), 1 failed." in proc.stderr  # the closing summary
     assert "failed: NonFiniteLossError" in proc.stderr
     records = _results(tmp_path / "multirun" / "train" / "lr")
     assert sorted(r["status"] for r in records) == ["failed", "ok"]
@@ -50,7 +50,7 @@ def test_multirun_records_a_failed_job_and_runs_its_siblings(run_cli, tmp_path):
     assert "NonFiniteLossError" in failed["error"] and failed["config"]["recipe"]["lr"] == 1e30
 
     report = run_cli("report", f"dirs=[{tmp_path / 'multirun' / 'train' / 'lr'}]")
-    assert "2 jobs (1 ok, 1 failed, 0 unfinished)" in report.stdout
+    assert "2 jobs (1 ok, 1 failed, 0 interrupted, 0 unfinished)" in report.stdout
     lines = (tmp_path / "multirun" / "train" / "lr" / "report" / "results.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["status"] for line in lines) == ["failed", "ok"]
     with (tmp_path / "multirun" / "train" / "lr" / "report" / "results.csv").open() as f:

@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.base import ClassificationData, TrainSubsetError
 from ..models.base import CutModel
-from ..sweep.records import JobRecord, is_done, read_results, write_results
+from ..sweep.lock import JobLock, describe
+from ..sweep.records import JobRecord, ResultsError, read_results, write_results
+from ..sweep.signals import JobInterrupted, interruptible
 from ..training import TrainRecipe, check_trainer_options, fit_classifier
 from ..utils.distributed import is_main_process
 from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
@@ -193,20 +195,41 @@ def job_device(cfg: DictConfig) -> torch.device | None:
 def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
     """Run ``body`` as one recorded job and return its results record.
 
-    Skips (returning the stored record) when ``results.json`` in the output folder says
-    ``ok`` and ``force`` is false. Otherwise writes ``running``, then ``ok`` with the
-    metrics ``body`` returns, or ``failed`` with the error (which is then re-raised so
-    Hydra reports it; sibling jobs of a multirun still run). The logger always finishes.
-    The resolved ``device`` (where the job ran) is recorded as the metric ``device``.
+    The job holds the exclusive lock of its folder while it runs: a second process asking
+    for the same job waits for the first, then skips it if it ended ``ok``. Skips (returning
+    the stored record) when ``results.json`` says ``ok`` and ``force`` is false; a stale
+    ``running`` record (its process is gone, since the lock was free) is redone. Otherwise
+    writes ``running``, then ``ok`` with the metrics ``body`` returns, ``failed`` with the
+    error (re-raised so Hydra reports it; sibling jobs of a multirun still run), or
+    ``interrupted`` / ``preempted`` with the signal when SIGTERM, SIGINT or SIGUSR2 stops it
+    (:class:`JobInterrupted` is re-raised: the app exits with 128 + the signal number). The
+    logger always finishes. The resolved ``device`` is recorded as the metric ``device``.
     """
     out = output_dir()
     identity = job_id(cfg)
     if not is_main_process():  # other ranks of a data-parallel job compute, rank 0 records
         record = JobRecord(app, identity, {})
         return {"metrics": body(Job(cfg, out, identity, JobLogger("none"), record, job_device(cfg)))}
-    if is_done(out) and not cfg.get("force", False):
-        log.info("skipping %s job %s: %s/results.json is ok (force=true reruns)", app, identity, out)
+    with JobLock(out, on_wait=lambda holder: log.warning(
+            "%s job %s is running in %s; waiting for it to end", app, identity, describe(holder))):
+        previous = _previous_record(out)
+        if previous is not None and previous["status"] == "ok" and not cfg.get("force", False):
+            log.info("skipping %s job %s: %s/results.json is ok (force=true reruns)", app, identity, out)
+            return previous
+        if previous is not None and previous["status"] == "running":
+            log.warning("%s job %s: the earlier run (%s) ended without a result; redoing it", app,
+                        identity, describe(previous.get("process")))
+        return _run_locked(cfg, app, identity, out, body)
+
+
+def _previous_record(out: Path) -> dict | None:
+    try:
         return read_results(out)
+    except ResultsError:
+        return None
+
+
+def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Callable[[Job], dict]) -> dict:
     config = to_plain(cfg, skip=("hydra",))
     record = JobRecord(app=app, identity=identity, config=config)
     write_results(out, record)
@@ -214,15 +237,22 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
         cfg.logger, out_dir=out, app=app, job_id=identity, group=cfg.get("sweep_name", "default"),
         config=config, name=_run_name(),
     )
+    stop: JobInterrupted | None = None
     try:
-        device = job_device(cfg)
-        if device is not None:
-            log.info("%s job %s runs on %s", app, identity, device)
-            record.metrics["device"] = str(device)
-            write_results(out, record)
-        metrics = body(Job(cfg, out, identity, logger, record, device))
-        record.succeed(metrics)
-        logger.log_metrics(metrics)
+        with interruptible():
+            device = job_device(cfg)
+            if device is not None:
+                log.info("%s job %s runs on %s", app, identity, device)
+                record.metrics["device"] = str(device)
+                write_results(out, record)
+            metrics = body(Job(cfg, out, identity, logger, record, device))
+            record.succeed(metrics)
+            logger.log_metrics(metrics)
+    except JobInterrupted as err:
+        stop = err
+        record.interrupt(err.name, requeued=err.will_requeue)
+        log.error("%s job %s %s by %s", app, identity, record.status, err.name)
+        raise
     except Exception as err:
         record.fail(err)
         log.error("%s job %s failed: %s", app, identity, record.error)
@@ -231,6 +261,8 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
     finally:
         write_results(out, record)
         logger.finish(exit_code=0 if record.status == "ok" else 1)
+        if stop is not None and stop.will_requeue:
+            stop.hand_on()  # submitit requeues the job and exits
     return record.__dict__
 
 

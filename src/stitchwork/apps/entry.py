@@ -9,32 +9,48 @@ from contextlib import contextmanager
 from typing import Any
 
 import hydra
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ..sweep.signals import JobInterrupted
 from .config import conf_dir, register_resolvers
 from .failures import print_failure
+from .multirun import summarise_sweep
 from .slurm_check import require_slurm_for_argv
 
 
 def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """A ``main()`` that registers stitchwork's resolvers and runs ``task`` under Hydra."""
+    """A ``main()`` that registers stitchwork's resolvers and runs ``task`` under Hydra.
+
+    Exit codes: 0 when every job is ``ok``; 1 when a job failed (or a multirun has any job
+    that is not ok); 128 + the signal number when a signal interrupted a job. A multirun
+    always ends with its per-job summary.
+    """
 
     def main() -> Any:
+        argv = sys.argv[1:]
         # Before Hydra submits anything: a SLURM launcher without SLURM is a clear error.
-        require_slurm_for_argv(sys.argv[1:])
+        require_slurm_for_argv(argv)
         register_resolvers()
+        multirun = _is_multirun(argv)
         full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+        code: int | None = 0
         try:
             with _hydra_raises():
-                return hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(task)()
-        except (SystemExit, Exception) as stop:  # Hydra exits (--help, ...) or raises
-            failed = not isinstance(stop, SystemExit) or stop.code not in (0, None)
-            code = None if isinstance(stop, SystemExit) or full_error else print_failure(stop)
-            if failed and _is_multirun(sys.argv[1:]):
-                summarise_sweep()
+                hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(task)()
+        except JobInterrupted as stop:
+            print(f"\n{config_name}: {stop}; the job's results.json records it", file=sys.stderr)
+            code = stop.exit_code
+        except SystemExit as stop:  # Hydra exits (--help, ...), or the sweep guard refused the sweep
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except Exception as err:  # a user error is one paragraph; a bug (or HYDRA_FULL_ERROR=1) raises
+            code = None if full_error else print_failure(err)
             if code is None:
+                if multirun:
+                    summarise_sweep(1)
                 raise
+        if multirun:
+            code = summarise_sweep(code)
+        if code:
             sys.exit(code)
 
     main.__doc__ = f"Run the {config_name!r} app (Hydra overrides on the command line)."
@@ -56,34 +72,4 @@ def _hydra_raises() -> Iterator[None]:
 
 
 def _is_multirun(argv: list[str]) -> bool:
-    return "-m" in argv or "--multirun" in argv
-
-
-class RememberSweepDir(Callback):
-    """Hydra callback (conf/hydra/stitchwork.yaml) noting the sweep folder for :func:`summarise_sweep`."""
-
-    sweep_dir: str | None = None
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        RememberSweepDir.sweep_dir = str(config.hydra.sweep.dir)
-
-
-def summarise_sweep() -> None:
-    """After a sweep that ended in error: say which jobs are ok, failed, or never finished."""
-    from ..sweep.report import collect_results
-
-    sweep_dir = RememberSweepDir.sweep_dir
-    if sweep_dir is None:  # the sweep never started (e.g. a bad override)
-        return
-    try:
-        rows, bad = collect_results([sweep_dir])
-    except FileNotFoundError:
-        return
-    print(f"\nSweep {sweep_dir} ended with errors. Per job:", file=sys.stderr)
-    for row in rows:
-        status = row["status"] if row["status"] != "running" else "did not finish (killed or preempted)"
-        error = f": {row['error']}" if row.get("error") else ""
-        print(f"  {row['path']}: {status}{error}", file=sys.stderr)
-    for path, reason in bad:
-        print(f"  {path}: unreadable ({reason})", file=sys.stderr)
-    print("Finished jobs are kept; rerunning the same command runs only the others.", file=sys.stderr)
+    return "-m" in argv or "--multirun" in argv or "hydra.mode=MULTIRUN" in argv

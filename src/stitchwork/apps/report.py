@@ -40,10 +40,11 @@ def task(cfg: DictConfig) -> dict:
     figures: list[str] = []
     for figure in cfg.get("figures", []):
         figures += [str(p) for p in instantiate(figure)(rows, out)]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "running")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "interrupted", "preempted", "running")}
     _export(cfg, out, rows, figures)
     print(
-        f"{len(rows)} jobs ({counts['ok']} ok, {counts['failed']} failed, {counts['running']} unfinished) "
+        f"{len(rows)} jobs ({counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['interrupted'] + counts['preempted']} interrupted, {counts['running']} unfinished) "
         f"-> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}"
     )
     return {"table": str(table), "rows": len(rows), "unreadable": len(bad), "figures": figures, **counts}

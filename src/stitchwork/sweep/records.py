@@ -11,9 +11,13 @@ from typing import Any
 
 from ..utils.atomic import atomic_write_json
 from ..utils.provenance import git_info
+from .lock import whoami
 
 RESULTS_FILE = "results.json"
-STATUSES = ("running", "ok", "failed")
+#: ``running`` until the job ends ``ok``, ``failed`` (an error), ``interrupted`` (a signal) or
+#: ``preempted`` (SLURM's warning signal; submitit requeues the job, which reruns here).
+STATUSES = ("running", "ok", "failed", "interrupted", "preempted")
+ENDED = ("ok", "failed", "interrupted", "preempted")
 
 
 class ResultsError(ValueError):
@@ -35,6 +39,8 @@ class JobRecord:
     git: dict = field(default_factory=git_info)
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    signal: str | None = None
+    process: dict = field(default_factory=whoami)
 
     def succeed(self, metrics: dict[str, Any]) -> JobRecord:
         self.metrics.update(metrics)
@@ -44,6 +50,12 @@ class JobRecord:
         self.error = f"{type(error).__name__}: {error}"
         self.traceback = "".join(traceback.format_exception(error))
         return self._finish("failed")
+
+    def interrupt(self, signal_name: str, requeued: bool = False) -> JobRecord:
+        """A signal stopped the job: ``preempted`` when it will be requeued, else ``interrupted``."""
+        self.signal = signal_name
+        self.error = f"stopped by {signal_name}" + (" (requeued)" if requeued else "")
+        return self._finish("preempted" if requeued else "interrupted")
 
     def _finish(self, status: str) -> JobRecord:
         self.status, self.finished = status, time.time()

@@ -1,0 +1,154 @@
+"""A multirun's guard and its closing summary.
+
+:class:`SweepGuard` (a Hydra callback, ``conf/hydra/stitchwork.yaml``) expands the sweep
+before anything is launched, exactly as the basic sweeper will, computes every job's
+identity and refuses a sweep whose jobs collapse to one identity. It remembers the
+expected jobs, so :func:`summarise_sweep` can account for each one at the end, on success
+too: ok (and how many were already done), failed, interrupted, preempted, still running
+elsewhere, ended without a result, or never started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ..sweep.collisions import colliding_jobs, collision_message
+from ..sweep.lock import describe, is_locked
+from ..sweep.records import RESULTS_FILE, ResultsError, read_results
+from .config import RUNTIME_KEYS, job_id
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+class SweepGuard(Callback):
+    """Refuse colliding sweeps; note the sweep folder, start time and expected jobs."""
+
+    sweep_dir: str | None = None
+    started: float | None = None
+    expected: list[tuple[list[str], str]] | None = None  # (overrides, job id) per job
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepGuard.sweep_dir, SweepGuard.started = str(config.hydra.sweep.dir), time.time()
+        SweepGuard.expected = None
+        if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            return  # another sweeper (e.g. Optuna) proposes its jobs as it goes
+        jobs = expected_jobs(config)
+        collisions = colliding_jobs(jobs)
+        if collisions:
+            SweepGuard.sweep_dir = None  # nothing ran: nothing to summarise
+            n_identities = len({identity for _, identity in jobs})
+            print(collision_message(collisions, len(jobs), n_identities, RUNTIME_KEYS), file=sys.stderr)
+            raise SystemExit(2)  # a callback's Exception would only be a warning
+        SweepGuard.expected = jobs
+
+
+def expected_jobs(config: DictConfig) -> list[tuple[list[str], str]]:
+    """Every job of a basic-sweeper multirun: its overrides and its identity.
+
+    The same expansion as Hydra's ``BasicSweeper.sweep`` (``hydra.sweeper.params``, then the
+    command line), each job's config loaded as the launcher loads it.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = params + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    jobs = BasicSweeper.split_arguments(overrides, None)[0]
+    return [(job, job_id(loader.load_sweep_config(config, list(job)))) for job in jobs]
+
+
+def summarise_sweep(exit_code: int) -> int:
+    """Print the per-job summary of the sweep that just ran; return the exit code to use.
+
+    Non-zero (``exit_code`` if it already was) when any expected job is not ``ok``.
+    """
+    if SweepGuard.sweep_dir is None:
+        return exit_code
+    sweep = Path(SweepGuard.sweep_dir)
+    records = _records(sweep)
+    expected = SweepGuard.expected
+    if expected is not None:
+        wanted = {identity: " ".join(o) for o, identity in expected}
+        missing = [(ident, label) for ident, label in wanted.items() if ident not in records]
+        records = {ident: rec for ident, rec in records.items() if ident in wanted}
+    else:
+        missing = []
+    counts: dict[str, int] = {}
+    lines = []
+    for _identity, (path, record) in sorted(records.items()):
+        status = record.get("status", "unreadable")
+        counts[status] = counts.get(status, 0) + 1
+        if status != "ok":
+            lines.append(f"  {path}: {_explain(path, record)}")
+    for identity, label in missing:
+        lines.append(f"  job {identity} [{label}]: never started")
+    done_before = sum(1 for _, r in records.values() if r.get("status") == "ok"
+                      and (r.get("started") or 0) < (SweepGuard.started or 0))
+    bad = len(lines)
+    total = len(records) + len(missing)
+    parts = [f"{counts.get('ok', 0)} ok ({done_before} already done, skipped)"]
+    parts += [f"{n} {s}" for s, n in sorted(counts.items()) if s != "ok"]
+    if missing:
+        parts.append(f"{len(missing)} never started")
+    print(f"\nSweep {sweep}: {total} jobs: {', '.join(parts)}.", file=sys.stderr)
+    if lines:
+        print("Jobs that are not ok:", *lines, sep="\n", file=sys.stderr)
+        print("Finished jobs are kept; rerunning the same command runs only the others.", file=sys.stderr)
+    print(f"Results: {sweep}/<job id>/{RESULTS_FILE}; tables and figures: "
+          f"stitchwork-report 'dirs=[{sweep}]'", file=sys.stderr)
+    return exit_code or (1 if bad else 0)
+
+
+def _records(sweep: Path) -> dict[str, tuple[Path, dict]]:
+    found: dict[str, tuple[Path, dict]] = {}
+    for path in sorted(sweep.rglob(RESULTS_FILE)) if sweep.exists() else []:
+        try:
+            record = read_results(path)
+        except ResultsError as err:
+            record = {"status": "unreadable", "error": str(err), "identity": path.parent.name}
+        found[record.get("identity") or path.parent.name] = (path.parent, record)
+    return found
+
+
+def _explain(path: Path, record: dict) -> str:
+    """What a job that is not ok is doing: its status, error or signal, or whether it still runs."""
+    status = record.get("status")
+    if status != "running":
+        return f"{status}: {record.get('error')}" if record.get("error") else str(status)
+    process = record.get("process") or {}
+    if is_locked(path):
+        return f"still running ({describe(process)})"
+    state = _slurm_state(process.get("slurm_job"))
+    if state in ("RUNNING", "PENDING", "COMPLETING", "REQUEUED", "SUSPENDED"):
+        return f"still running (SLURM job {process['slurm_job']} is {state})"
+    if state:
+        return f"ended without a result (SLURM job {process['slurm_job']}: {state}); a rerun redoes it"
+    return f"ended without a result: its process ({describe(process)}) is gone; a rerun redoes it"
+
+
+def _slurm_state(slurm_job: str | None) -> str | None:
+    """The job's SLURM state from squeue (live) or sacct (ended); None without SLURM."""
+    if not slurm_job:
+        return None
+    for cmd in (["squeue", "-h", "-j", slurm_job, "-o", "%T"],
+                ["sacct", "-n", "-X", "-P", "-j", slurm_job, "-o", "State"]):
+        if shutil.which(cmd[0]) is None:
+            continue
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False).stdout.split()
+        except subprocess.TimeoutExpired:
+            continue
+        if out:
+            return out[0].split()[0]
+    return None
