@@ -69,9 +69,9 @@ def test_layers_app_lists_cut_points_with_shapes(run_cli):
 def test_bad_model_option_fails_with_a_clear_message(run_cli, tmp_path):
     proc = run_cli("train", "model.width=0", *FAST, check=False)
     assert proc.returncode != 0
-    assert "width must be positive, got 0" in proc.stderr
+    assert "model.width must be a positive finite number, got 0" in proc.stderr  # names the key typed
     record = _results(tmp_path / "outputs")[0]
-    assert record["status"] == "failed" and "width must be positive" in record["error"]
+    assert record["status"] == "failed" and "model.width must be a positive finite number" in record["error"]
 
 
 def test_wandb_offline_sweep_writes_one_run_per_job_with_the_logged_keys(run_cli, tmp_path):
