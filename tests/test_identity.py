@@ -111,3 +111,14 @@ def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
         os.umask(old)
     for name in ("results.json", "model.pt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_an_image_folder_root_is_its_data_a_torchvision_root_only_its_place():
+    def data_key(target, root):
+        return ModelZoo.key(model_identity(MODEL, {"_target_": target, "root": root, "num_workers": 2}, RECIPE, 0))
+
+    folder, cifar = "stitchwork.data.ImageFolderData", "stitchwork.data.VisionData"
+    assert data_key(folder, "/data/a") != data_key(folder, "/data/b")
+    assert data_key(cifar, "/data/a") == data_key(cifar, "/data/b")
+    job = {"data": {"_target_": folder, "root": "/data/a"}, "data_b": {"root": "/data/b"}}
+    assert job_id(job) != job_id({**job, "data_b": {"root": "/data/c"}})  # side overrides too

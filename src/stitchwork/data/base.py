@@ -42,6 +42,10 @@ class ClassificationData(L.LightningDataModule, abc.ABC):
         Seed of the train/validation split.
     """
 
+    #: Settings on the zoo's runtime list that are this data set's *content* and so stay in
+    #: a model's identity (an image folder's ``root``; CIFAR's is only where it is stored).
+    content_keys: tuple[str, ...] = ()
+
     def __init__(
         self,
         batch_size: int = 128,

@@ -180,6 +180,8 @@ class ImageFolderData(ClassificationData):
     resize + centre crop otherwise) and normalised with ``mean`` / ``std``.
     """
 
+    content_keys = ("root",)  # the folder is the data: two roots are two data sets
+
     def __init__(
         self,
         root: str,

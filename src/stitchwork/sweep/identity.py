@@ -49,7 +49,7 @@ def identity_config(plain: Mapping[str, Any]) -> dict:
             if not value:
                 continue
         elif key.startswith("data") and isinstance(value, Mapping):
-            value = data_identity(value)
+            value = data_identity(value, target=(plain.get("data") or {}).get("_target_"))
         out[key] = value
     return typed_fractions(out, COUNT_OR_FRACTION_KEYS)
 

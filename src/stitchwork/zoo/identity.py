@@ -10,6 +10,7 @@ whole split).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,18 +56,31 @@ COUNT_OR_FRACTION_KEYS = frozenset(
 )  # fmt: skip
 
 
-def data_identity(data: Mapping[str, Any]) -> dict:
+def data_identity(data: Mapping[str, Any], target: str | None = None) -> dict:
     """Data settings less runtime keys; ``train_subset=1.0`` (the whole split) is ``None``.
 
     A float ``train_subset`` or ``val_size`` is kept as its repr, so a count and a fraction
-    never share a key (``0`` and ``0.0`` validation examples are both none).
+    never share a key (``0`` and ``0.0`` validation examples are both none). Runtime keys
+    that a data set's class names in ``content_keys`` stay (``ImageFolderData``'s ``root``
+    *is* its data); ``target`` is the class path when ``data`` has no ``_target_``.
     """
-    out = {k: v for k, v in data.items() if k not in RUNTIME_DATA_KEYS}
+    runtime = RUNTIME_DATA_KEYS - _content_keys(data.get("_target_", target))
+    out = {k: v for k, v in data.items() if k not in runtime}
     if out.get("train_subset") == 1.0 and isinstance(out["train_subset"], float):
         out["train_subset"] = None
     if out.get("val_size") == 0:
         out["val_size"] = 0
     return typed_fractions(out, COUNT_OR_FRACTION_KEYS)
+
+
+def _content_keys(target: Any) -> frozenset[str]:
+    """The ``content_keys`` of the data class at the import path ``target`` (none if unknown)."""
+    module, _, name = str(target or "").rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return frozenset()
+    return frozenset(getattr(cls, "content_keys", ()))
 
 
 def trainer_identity(trainer: Mapping[str, Any] | None) -> dict:
