@@ -31,7 +31,19 @@ def _init_linear(out_features: int, in_features: int) -> tuple[nn.Parameter, nn.
     return nn.Parameter(layer.weight.detach().clone()), nn.Parameter(layer.bias.detach().clone())
 
 
-class AffineStitch(StitchLayer):
+class _DenseMap(StitchLayer):
+    """A stitch whose map holds a dense ``weight (out, in)`` fitted by affine least squares."""
+
+    weight: nn.Parameter
+
+    def weight_matrix(self) -> torch.Tensor:
+        return self.weight
+
+    def fitter(self) -> Fitter:
+        return least_squares_fit
+
+
+class AffineStitch(_DenseMap):
     """``W x + b`` on channels: a 1×1 convolution on conv maps, a linear layer on flat ones."""
 
     kind = "affine"
@@ -42,12 +54,6 @@ class AffineStitch(StitchLayer):
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
         return apply_linear(x, self.weight, self.bias)
-
-    def weight_matrix(self) -> torch.Tensor:
-        return self.weight
-
-    def fitter(self) -> Fitter:
-        return least_squares_fit
 
     @torch.no_grad()
     def load_weights(self, weights: StitchWeights) -> None:
@@ -70,7 +76,7 @@ class FlattenLinearStitch(AffineStitch):
         return y.view(x.shape[0], *self.out_shape)
 
 
-class BNAffineStitch(StitchLayer):
+class BNAffineStitch(_DenseMap):
     """BatchNorm → 1×1 conv (or linear) → BatchNorm, the stitch of Bansal et al. (2021).
 
     A direct fit sets the input norm to the data's statistics and the output norm so that, in
@@ -88,12 +94,6 @@ class BNAffineStitch(StitchLayer):
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm_out(apply_linear(self.norm_in(x), self.weight, self.bias))
-
-    def weight_matrix(self) -> torch.Tensor:
-        return self.weight
-
-    def fitter(self) -> Fitter:
-        return least_squares_fit
 
     @torch.no_grad()
     def load_weights(self, weights: StitchWeights) -> None:
