@@ -29,7 +29,9 @@ SHRINK = {
     "dm_vs_tlm": (["layer_pair.front=conv7,conv8", "layer_pair.back=conv6,conv8", "seed_b=1",
                    "matching_overrides.task_loss.epochs=1"], 8),
     "more_is_better": (["layer_pair.front=conv8", "front_variant=same,more_width", "matching.epochs=1"], 2),
-    "demo": (["layer_pair.front=conv8", "layer_pair.back=conv6,conv8", "matching_overrides.task_loss.epochs=1"], 4),
+    "demo": (["layer_pair.fronts=[conv8]", "layer_pair.backs=[conv6,conv8]", "matching_overrides.task_loss.epochs=1"], 2),
+    "within_network": (["layer_pair.fronts=[conv2,conv8]", "layer_pair.backs=[conv2,conv8]",
+                        "matching_overrides.task_loss.epochs=1"], 2),
 }  # fmt: skip
 #: preset -> (swept key -> values) as the preset's hydra.sweeper.params resolve for tiny10
 SWEEPS = {
@@ -39,7 +41,8 @@ SWEEPS = {
                   "layer_pair.back": CONV},
     "more_is_better": {"front_variant": ["same", "more_data", "more_width", "more_epochs"],
                        "layer_pair.front": CONV + ["pool"]},
-    "demo": {"matching": ["direct", "task_loss"], "layer_pair.front": CONV, "layer_pair.back": CONV},
+    "demo": {"matching": ["direct", "task_loss"]},
+    "within_network": {"matching": ["direct", "task_loss"]},
 }  # fmt: skip
 
 
@@ -77,6 +80,14 @@ def test_preset_runs_on_tiny_settings(preset, run_cli, tmp_path):
     assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
     if preset == "connectivity":
         assert sorted(r["metrics"]["random_a"] for r in records) == [False, True]
+    if preset in ("demo", "within_network"):  # one matrix job per method
+        assert all(len(r["metrics"]["pairs"]) == len(r["metrics"]["fronts"]) * len(r["metrics"]["backs"])
+                   for r in records)  # fmt: skip
+    if preset == "within_network":  # A -> A: direct matching is exact on the diagonal
+        (direct,) = [r for r in records if r["metrics"]["pairs"][0]["matching"] == "direct"]
+        for pair in direct["metrics"]["pairs"]:
+            if pair["front"] == pair["back"]:
+                assert pair["dm_residual_test"] < 1e-6 and pair["stitched_acc"] == pair["acc_a"] == pair["acc_b"]
     if preset in ("dm_vs_tlm", "demo"):
         run_cli("report", f"dirs=[{tmp_path / 'multirun' / 'stitch' / preset}]")
         report = tmp_path / "multirun" / "stitch" / preset / "report"

@@ -66,3 +66,25 @@ def cut_point_shapes(model: CutModel, input_shape: Sequence[int] | None = None) 
             x = stage(x)
             shapes[name if name in model.cut_points else "logits"] = tuple(x.shape[1:])
     return shapes
+
+
+def cut_outputs(model: CutModel, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Outputs of the cut points ``names`` from one run of the model's stages on ``x``.
+
+    The stages run in order and stop after the deepest requested cut point, so every front
+    of a model costs one forward pass in all; each output equals ``front(model, name)(x)``
+    bit for bit (the same modules run in the same order). Stages must not modify their
+    input in place (no stitchwork model does).
+    """
+    wanted = {check_cut_point(model, name) for name in names}
+    out: dict[str, torch.Tensor] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    for index, (name, stage) in enumerate(model.stages.items()):
+        x = stage(x)
+        if index in wanted:
+            out[name] = x
+        if index == last:
+            break
+    return out

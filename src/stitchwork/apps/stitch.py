@@ -33,6 +33,7 @@ from .common import (
 )
 from .config_check import check_config
 from .entry import hydra_entry
+from .stitch_matrix import is_matrix, matrix_job
 from .tables import print_table
 from .validate import user_errors
 
@@ -91,6 +92,8 @@ def check_pair(cfg: DictConfig, data: ClassificationData, stitch_factory: Any) -
 def stitch_job(job: Job) -> dict:
     cfg = job.cfg
     check_config(cfg)
+    if is_matrix(cfg):
+        return matrix_job(job, donor, matching_config)
     data = build_data(cfg.data)
     with user_errors():
         stitch_factory = resolve_stitch(instantiate(cfg.stitch))

@@ -19,6 +19,7 @@ from ..similarity import LinearCKAAccumulator
 from ..training.evaluate import evaluate
 from ..utils.modules import eval_mode, model_device
 from ..utils.moments import Moments
+from .base import StitchLayer
 from .stitched import StitchedModel
 
 _F64 = torch.float64
@@ -54,6 +55,11 @@ class Mahalanobis:
         return z.square().sum(0).sqrt()  # (m,)
 
 
+def residual_sum(t: torch.Tensor, b: torch.Tensor) -> float:
+    """``‖t − b‖²_F`` of two row matrices, reduced in float64."""
+    return float((t.to(_F64) - b.to(_F64)).square().sum())
+
+
 @torch.no_grad()
 def _fit_pass(stitched: StitchedModel, loader: Iterable) -> tuple[float, RowStats]:
     """Sum of ``‖T(A)−B‖²`` over the training rows, and the row statistics of B_j."""
@@ -61,42 +67,80 @@ def _fit_pass(stitched: StitchedModel, loader: Iterable) -> tuple[float, RowStat
     for x, *_ in loader:
         x = x.to(device)
         t, b = layer.rows(layer(stitched.front(x))), layer.rows(stitched.target_front(x))
-        residual += float((t.to(_F64) - b.to(_F64)).square().sum())
+        residual += residual_sum(t, b)
         stats.update(b)
     return residual, stats
+
+
+class TargetSums:
+    """Test-split sums of one target ``B_j`` that every stitch into it shares."""
+
+    def __init__(self, gauss: Mahalanobis) -> None:
+        self.gauss, self.stats, self.d_b, self.rows = gauss, RowStats(), 0.0, 0
+
+    def update(self, b: torch.Tensor) -> None:
+        self.stats.update(b)
+        self.d_b += float(self.gauss(b).sum())
+        self.rows += b.shape[0]
+
+
+class PairSums:
+    """Test-split sums of one stitch: residual, CKA, OOD distance, accuracy, agreement, KL."""
+
+    def __init__(self) -> None:
+        self.cka = LinearCKAAccumulator()
+        self.residual, self.d_t, self.kl, self.correct, self.agree, self.n = 0.0, 0.0, 0.0, 0, 0, 0
+
+    def update(self, t, b, z, z_b, y, gauss: Mahalanobis) -> None:
+        """Rows ``t`` (stitched) and ``b`` (target), logits ``z`` (stitched) and ``z_b`` (B's)."""
+        self.residual += residual_sum(t, b)
+        self.cka.update(t, b)
+        self.d_t += float(gauss(t).sum())
+        self.correct += int((z.argmax(1) == y).sum())
+        self.agree += int((z.argmax(1) == z_b.argmax(1)).sum())
+        log_p, log_q = F.log_softmax(z_b.to(_F64), 1), F.log_softmax(z.to(_F64), 1)
+        self.kl += float((log_p.exp() * (log_p - log_q)).sum())
+        self.n += len(y)
+
+    def compute(self, target: TargetSums) -> dict:
+        n = self.n
+        return {
+            "stitched_acc": self.correct / n,
+            "dm_residual_test": self.residual / max(target.stats.total_variation(), 1e-300),
+            "cka_stitched_target": self.cka.compute(),
+            "agreement_b": self.agree / n,
+            "kl_b": self.kl / n,
+            "ood_mahalanobis_stitched": self.d_t / target.rows,
+            "ood_mahalanobis_target": target.d_b / target.rows,
+        }
 
 
 @torch.no_grad()
 def _test_pass(stitched: StitchedModel, loader: Iterable, gauss: Mahalanobis) -> dict:
     device, layer = model_device(stitched), stitched.stitch
-    stats, cka = RowStats(), LinearCKAAccumulator()
-    sums = dict(residual=0.0, correct=0, agree=0, kl=0.0, n=0, d_t=0.0, d_b=0.0, rows=0)
+    target, pair = TargetSums(gauss), PairSums()
     for x, y, *_ in loader:
         x, y = x.to(device), y.to(device)
         t_map, b_map = layer(stitched.front(x)), stitched.target_front(x)
         z, z_b = stitched.back(t_map), stitched.back(b_map)  # stitched and B's logits
         t, b = layer.rows(t_map), layer.rows(b_map)
-        sums["residual"] += float((t.to(_F64) - b.to(_F64)).square().sum())
-        stats.update(b)
-        cka.update(t, b)
-        sums["d_t"] += float(gauss(t).sum())
-        sums["d_b"] += float(gauss(b).sum())
-        sums["rows"] += t.shape[0]
-        sums["correct"] += int((z.argmax(1) == y).sum())
-        sums["agree"] += int((z.argmax(1) == z_b.argmax(1)).sum())
-        log_p, log_q = F.log_softmax(z_b.to(_F64), 1), F.log_softmax(z.to(_F64), 1)
-        sums["kl"] += float((log_p.exp() * (log_p - log_q)).sum())
-        sums["n"] += len(y)
-    n = sums["n"]
-    return {
-        "stitched_acc": sums["correct"] / n,
-        "dm_residual_test": sums["residual"] / max(stats.total_variation(), 1e-300),
-        "cka_stitched_target": cka.compute(),
-        "agreement_b": sums["agree"] / n,
-        "kl_b": sums["kl"] / n,
-        "ood_mahalanobis_stitched": sums["d_t"] / sums["rows"],
-        "ood_mahalanobis_target": sums["d_b"] / sums["rows"],
-    }
+        target.update(b)
+        pair.update(t, b, z, z_b, y, gauss)
+    return pair.compute(target)
+
+
+def finish_metrics(
+    out: dict, layer: StitchLayer, acc_a: float, acc_b: float, residual_fit: float, b_train: RowStats
+) -> dict:
+    """Add the accuracies and the train-split figures to a test pass's ``out`` (in place)."""
+    out.update(
+        acc_a=acc_a, acc_b=acc_b, relative_acc=out["stitched_acc"] / acc_b if acc_b else float("nan"),
+        penalty=100.0 * (acc_b - out["stitched_acc"]),
+        dm_residual_fit=residual_fit / max(b_train.total_variation(), 1e-300),
+        ood_score=out["ood_mahalanobis_stitched"] / out["ood_mahalanobis_target"],
+        sample_policy="examples" if layer.flattens or len(layer.out_shape) == 1 else "positions",
+    )  # fmt: skip
+    return out
 
 
 def stitch_metrics(
@@ -123,11 +167,4 @@ def stitch_metrics(
         gauss = Mahalanobis(b_stats.mean(), b_stats.cov(), ood_ridge)
         out = _test_pass(stitched, test, gauss)
     acc_a, acc_b = evaluate(model_a, test)["acc"], evaluate(model_b, test)["acc"]
-    out.update(
-        acc_a=acc_a, acc_b=acc_b, relative_acc=out["stitched_acc"] / acc_b if acc_b else float("nan"),
-        penalty=100.0 * (acc_b - out["stitched_acc"]),
-        dm_residual_fit=residual_fit / max(b_stats.total_variation(), 1e-300),
-        ood_score=out["ood_mahalanobis_stitched"] / out["ood_mahalanobis_target"],
-        sample_policy="examples" if stitched.stitch.flattens or len(stitched.stitch.out_shape) == 1 else "positions",
-    )  # fmt: skip
-    return out
+    return finish_metrics(out, stitched.stitch, acc_a, acc_b, residual_fit, b_stats)

@@ -72,7 +72,8 @@ class StitchedModel(nn.Module):
 
 
 def build_stitched(
-    model_a: CutModel, cut_a: str, model_b: CutModel, cut_b: str, factory: StitchFactory
+    model_a: CutModel, cut_a: str, model_b: CutModel, cut_b: str, factory: StitchFactory,
+    shapes: tuple[dict, dict] | None = None,
 ) -> StitchedModel:
     """Cut A at ``cut_a`` and B at ``cut_b`` and join them with ``factory(shape_a, shape_b)``.
 
@@ -87,6 +88,9 @@ def build_stitched(
         When the inputs of A and B differ, or the stitch cannot join the two shapes.
     stitchwork.utils.modules.DeviceMismatchError
         When A and B are on different devices (the stitch goes on their device).
+
+    ``shapes`` (the two models' :func:`~stitchwork.cut.cut_point_shapes`) saves the two dummy
+    forward passes when many pairs of the same models are built.
     """
     device = common_device("stitching", model_a=model_a, model_b=model_b)
     front_a, _ = split(model_a, cut_a)
@@ -95,7 +99,8 @@ def build_stitched(
         raise StitchShapeError(
             f"models A and B take different inputs: {model_a.input_shape} and {model_b.input_shape}"
         )
-    shape_a, shape_b = cut_point_shapes(model_a)[cut_a], cut_point_shapes(model_b)[cut_b]
+    shapes_a, shapes_b = shapes if shapes is not None else (cut_point_shapes(model_a), cut_point_shapes(model_b))
+    shape_a, shape_b = shapes_a[cut_a], shapes_b[cut_b]
     layer = factory(shape_a, shape_b)
     if not isinstance(layer, StitchLayer):
         raise TypeError(f"a stitch factory must return a StitchLayer, got {type(layer).__name__}")

@@ -68,18 +68,10 @@ class StitchingModule(L.LightningModule):
         """The loss of one batch (images or cached activations)."""
         inputs, y, *rest = batch
         logits = self.stitched.from_front(inputs) if self.cached else self.stitched(inputs)
-        if self.loss_kind == "hard":
-            loss = F.cross_entropy(logits, y)
-        else:
+        target = None
+        if self.loss_kind == "soft":
             target = rest[0] if rest else self._teacher_logits(inputs)
-            t = self.temperature
-            loss = F.kl_div(
-                F.log_softmax(logits / t, dim=1), F.log_softmax(target / t, dim=1),
-                reduction="batchmean", log_target=True,
-            ) * t * t  # fmt: skip
-        if self.l1:
-            loss = loss + self.l1 * self.stitched.stitch.weight_matrix().abs().mean()
-        return loss
+        return stitch_loss(logits, y, target, self.stitched.stitch, self.loss_kind, self.temperature, self.l1)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.task_loss(batch)
@@ -114,6 +106,25 @@ class StitchingModule(L.LightningModule):
         steps = max(1, int(self.trainer.estimated_stepping_batches // self.recipe.epochs))
         scheduler = build_scheduler(optimizer, self.recipe, steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def stitch_loss(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, stitch: torch.nn.Module,
+    kind: str = "hard", temperature: float = 1.0, l1: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
+    """The task loss of one batch: cross-entropy (``hard``) or ``T²·KL`` to ``target`` logits
+    (``soft``), plus ``l1 · mean|W|`` of the stitch's linear part."""
+    if kind == "hard":
+        loss = F.cross_entropy(logits, y)
+    else:
+        t = temperature
+        loss = F.kl_div(
+            F.log_softmax(logits / t, dim=1), F.log_softmax(target / t, dim=1),
+            reduction="batchmean", log_target=True,
+        ) * t * t  # fmt: skip
+    if l1:
+        loss = loss + l1 * stitch.weight_matrix().abs().mean()
+    return loss
 
 
 def stitching_recipe(

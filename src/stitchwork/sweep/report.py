@@ -49,8 +49,30 @@ def collect_results(dirs: Iterable[str | Path]) -> tuple[list[dict], list[tuple[
             metrics = {k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, (list, dict))}
             row.update(flatten(metrics, "metrics"))
             row.update(flatten(record.get("timings", {}), "timings"))
-            rows.append(row)
+            rows.extend(matrix_rows(record, row) if _is_matrix(record) else [row])
     return rows, bad
+
+
+def _is_matrix(record: dict) -> bool:
+    return isinstance(record.get("metrics", {}).get("pairs"), list)
+
+
+def matrix_rows(record: dict, row: dict) -> list[dict]:
+    """One row per pair of a matrix job, shaped like the row of a single-pair job.
+
+    The job's row ``row`` is copied and given the pair's ``config.layer_pair.front`` /
+    ``back``, its status (``ok``, ``skipped``, ``failed``; the reason goes to ``error``) and
+    its scalar metrics, so tables and heatmaps treat a matrix job as a per-pair sweep.
+    """
+    out = []
+    for pair in record["metrics"]["pairs"]:
+        pair_row = {k: v for k, v in row.items() if not k.startswith("metrics.")}
+        pair_row.update({"config.layer_pair.front": pair["front"], "config.layer_pair.back": pair["back"],
+                         "status": pair.get("status"), "error": pair.get("reason"), "matrix_job": row.get("identity")})  # fmt: skip
+        scalars = {k: v for k, v in pair.items() if not isinstance(v, (list, dict)) and k not in ("front", "back", "status", "reason")}
+        pair_row.update(flatten(scalars, "metrics"))
+        out.append(pair_row)
+    return out
 
 
 def write_table(rows: list[dict], path: str | Path) -> Path:

@@ -1,0 +1,130 @@
+"""Direct matching of a whole stitching matrix from one streamed pass over the fit split.
+
+Per batch, A runs once and B runs once, every requested cut point taken on the way
+(:func:`~stitchwork.cut.cut_outputs`). The float64 sums are shared as far as the algebra
+allows: per input key (A's layer, resized to one of B's resolutions) ``Σx`` and ``XᵀX``,
+per target key (B's layer) ``Σy`` and ``diag(YᵀY)``, and per pair only the cross product
+``XᵀY``, computed for all backs of one input key by one GEMM against their rows side by
+side. Rows are shifted by the first batch's means and reduced exactly as
+:class:`~.direct.MomentAccumulator` does, so every pair's moments equal those of its own
+single-pair fit. Least-squares pairs of one input key are then solved together (one
+eigendecomposition of their shared ``Cxx``); other fitters run per pair.
+
+Memory: ``8 (Σ_keys d_x² + Σ_pairs d_x d_y)`` bytes of sums plus one batch of rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from ..cut import cut_outputs
+from ..models.base import CutModel
+from ..utils.modules import model_device
+from ..utils.moments import RowShift
+from .base import CrossMoments
+from .direct import _ridge, _solve, least_squares_fit, weights_from_map
+from .matrix_plan import MatrixPair, group_by
+
+_F64 = torch.float64
+
+
+class _Sums:
+    """Float64 sums of one kind of rows shifted by the first batch's mean (as
+    :class:`~stitchwork.utils.moments.Moments` keeps them): ``Σr`` and ``RᵀR`` (``full``) or
+    its diagonal. :meth:`add` returns the shifted rows, which the cross products reuse."""
+
+    def __init__(self, full: bool) -> None:
+        self.full, self.n, self.shift, self.s, self.ss = full, 0, RowShift(), None, None
+
+    def add(self, rows: torch.Tensor) -> torch.Tensor:
+        shifted = self.shift(rows)  # (m, d) float64
+        if self.s is None:
+            d = shifted.shape[1]
+            self.s = torch.zeros(d, dtype=_F64, device=rows.device)
+            self.ss = torch.zeros((d, d) if self.full else d, dtype=_F64, device=rows.device)
+        self.s += shifted.sum(0)
+        if self.full:
+            self.ss.addmm_(shifted.T, shifted)
+        else:
+            self.ss += torch.linalg.vector_norm(shifted, dim=0).square()
+        self.n += shifted.shape[0]
+        return shifted
+
+    def mean_shifted(self) -> torch.Tensor:
+        return self.s / self.n
+
+
+@torch.no_grad()
+def fit_direct(
+    pairs: Sequence[MatrixPair], model_a: CutModel, model_b: CutModel, loader: Iterable, ridge: float
+) -> None:  # fmt: skip
+    """Fit every pair's stitch by least squares (its layer's own fitter) from one pass.
+
+    Sets ``pair.report`` to ``{"fit_rows", "ridge"}`` as :func:`~.matching.direct` reports it
+    and loads the weights into ``pair.layer``. Pairs whose stitch has nothing to fit get
+    ``fit_rows`` 0.
+    """
+    fitted = [p for p in pairs if p.layer.fitter() is not None]
+    for pair in pairs:
+        pair.report = {"fit_rows": 0, "ridge": ridge}
+    if not fitted:
+        return
+    groups = group_by(fitted, "input_key")
+    x_sums = {k: _Sums(full=True) for k in groups}
+    y_sums = {p.target_key: _Sums(full=False) for p in fitted}
+    cross: dict[tuple, torch.Tensor] = {}
+    fronts, backs = sorted({p.front for p in fitted}), sorted({p.back for p in fitted})
+    for x, *_ in loader:
+        x = x.to(model_device(model_a))
+        acts_a, acts_b = cut_outputs(model_a, x, fronts), cut_outputs(model_b, x, backs)
+        ys = {}
+        for key, sums in y_sums.items():
+            layer = next(p.layer for p in fitted if p.target_key == key)
+            ys[key] = sums.add(layer.rows(acts_b[key[0]]))  # (rows, d_y), float64
+        for key, group in groups.items():
+            layer = group[0].layer
+            xs = x_sums[key].add(layer.rows(layer.prepare(acts_a[key[0]])))  # (rows, d_x)
+            y_cat = torch.cat([ys[p.target_key] for p in group], 1)  # (rows, Σ d_y)
+            if key not in cross:
+                cross[key] = torch.zeros(xs.shape[1], y_cat.shape[1], dtype=_F64, device=xs.device)
+            cross[key].addmm_(xs.T, y_cat)
+    for key, group in groups.items():
+        _solve_group(group, x_sums[key], [y_sums[p.target_key] for p in group], cross[key], ridge)
+
+
+def _joint_moments(xs: _Sums, ys: list[_Sums], cross: torch.Tensor) -> CrossMoments:
+    """Moments of one input key against all its targets side by side (columns: ``Σ d_y``)."""
+    if xs.n < 2:
+        raise ValueError(f"need at least 2 rows to fit a stitch, got {xs.n}")
+    n, mx = xs.n, xs.mean_shifted()
+    my = torch.cat([y.mean_shifted() for y in ys])
+    return CrossMoments(
+        n=n, mean_x=mx + xs.shift.shift, mean_y=my + torch.cat([y.shift.shift for y in ys]),
+        cxx=xs.ss / n - torch.outer(mx, mx), cxy=cross / n - torch.outer(mx, my),
+        cyy_diag=torch.cat([y.ss for y in ys]) / n - my.square(),
+    )  # fmt: skip
+
+
+def _solve_group(group: list[MatrixPair], xs: _Sums, ys: list[_Sums], cross: torch.Tensor, ridge: float) -> None:
+    """Each pair's moments (a column block of the joint ones), then its weights."""
+    if any(y.n != xs.n for y in ys):
+        raise ValueError(f"rows of A ({xs.n}) and B ({[y.n for y in ys]}) differ for {group[0].front}")
+    joint = _joint_moments(xs, ys, cross)
+    bounds = torch.tensor([0] + [y.shift.width for y in ys]).cumsum(0).tolist()
+    moments = [
+        dataclasses.replace(joint, mean_y=joint.mean_y[lo:hi], cxy=joint.cxy[:, lo:hi], cyy_diag=joint.cyy_diag[lo:hi])
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]  # fmt: skip
+    solved = [i for i, p in enumerate(group) if p.layer.fitter() is least_squares_fit]
+    if solved:  # one eigendecomposition of the shared Cxx for all of them
+        w = _solve(joint.cxx, torch.cat([moments[i].cxy for i in solved], 1), _ridge(joint, ridge))  # (d_x, Σ d_y)
+        parts = w.split([moments[i].cxy.shape[1] for i in solved], 1)
+        for i, part in zip(solved, parts, strict=True):
+            group[i].layer.load_weights(weights_from_map(moments[i], part.T.contiguous()))
+    for i, (pair, m) in enumerate(zip(group, moments, strict=True)):
+        if i not in solved:
+            pair.layer.load_weights(pair.layer.fitter()(m, ridge))
+        pair.report["fit_rows"] = xs.n

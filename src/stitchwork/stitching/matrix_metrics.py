@@ -1,0 +1,95 @@
+"""Every single-pair metric for every pair of a stitching matrix, with shared passes.
+
+The same quantities as :func:`~.metrics.stitch_metrics`, from the same sums
+(:class:`~.metrics.PairSums`, :class:`~.metrics.TargetSums`, :func:`~.metrics.finish_metrics`),
+over the same unshuffled batches: one pass over the training split for every pair's
+``dm_residual_fit`` and every target's Gaussian, then one pass over the test split. In
+each, A and B run once per batch (every cut point taken on the way), A's maps are resized
+once per input key, and in the test pass the stitched inputs of up to
+``max_pairs_per_step`` fronts into one back go through B's back together (stacked along the
+batch). Stacking only changes which rows share a kernel call: values agree with the
+single-pair metrics to float rounding (bit for bit in the tests on CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..cut import cut_outputs, split
+from ..models.base import CutModel
+from ..training.evaluate import evaluate
+from ..utils.modules import model_device
+from .matrix_plan import MatrixPair, chunks, group_by
+from .metrics import Mahalanobis, PairSums, RowStats, TargetSums, finish_metrics, residual_sum
+
+
+@torch.no_grad()
+def matrix_metrics(
+    pairs: Sequence[MatrixPair], model_a: CutModel, model_b: CutModel, data, *,
+    batch_size: int = 512, ood_ridge: float = 1e-3, max_pairs_per_step: int = 16,
+) -> None:  # fmt: skip
+    """Set ``pair.metrics`` of every (fitted) pair, as :func:`~.metrics.stitch_metrics` would."""
+    if not pairs:
+        return
+    for pair in pairs:
+        pair.stitched.eval()
+    train = data.loader("train", batch_size=batch_size, shuffle=False)
+    test = data.loader("test", batch_size=batch_size, shuffle=False)
+    residuals, b_train = _train_pass(pairs, model_a, model_b, train)
+    gauss = {k: Mahalanobis(s.mean(), s.cov(), ood_ridge) for k, s in b_train.items()}
+    out = _test_pass(pairs, model_a, model_b, test, gauss, max_pairs_per_step)
+    acc_a, acc_b = evaluate(model_a, test)["acc"], evaluate(model_b, test)["acc"]
+    for pair in pairs:
+        pair.metrics = finish_metrics(out[id(pair)], pair.layer, acc_a, acc_b, residuals[id(pair)],
+                                      b_train[pair.target_key])  # fmt: skip
+
+
+def _activations(pairs, model_a, model_b, x) -> tuple[dict, dict]:
+    """A's inputs to every stitch (resized once per input key) and B's rows per target key."""
+    acts_a = cut_outputs(model_a, x, {p.front for p in pairs})
+    acts_b = cut_outputs(model_b, x, {p.back for p in pairs})
+    inputs, rows_b = {}, {}
+    for pair in pairs:
+        if pair.input_key not in inputs:
+            inputs[pair.input_key] = pair.layer.prepare(acts_a[pair.front])
+        if pair.target_key not in rows_b:
+            rows_b[pair.target_key] = pair.layer.rows(acts_b[pair.back])
+    return inputs, rows_b
+
+
+def _train_pass(pairs, model_a, model_b, loader) -> tuple[dict[int, float], dict[tuple, RowStats]]:
+    """``Σ‖T(A_i) − B_j‖²`` per pair and the row statistics per target, on the fit split."""
+    residuals, stats = {id(p): 0.0 for p in pairs}, {p.target_key: RowStats() for p in pairs}
+    device = model_device(model_a)
+    for x, *_ in loader:
+        inputs, rows_b = _activations(pairs, model_a, model_b, x.to(device))
+        for key, rows in rows_b.items():
+            stats[key].update(rows)
+        for pair in pairs:
+            t = pair.layer.rows(pair.layer.map(inputs[pair.input_key]))
+            residuals[id(pair)] += residual_sum(t, rows_b[pair.target_key])
+    return residuals, stats
+
+
+def _test_pass(pairs, model_a, model_b, loader, gauss, max_pairs_per_step) -> dict[int, dict]:
+    """Test-split metrics of every pair from one pass: A and B run once per batch, and the
+    stitched inputs of up to ``max_pairs_per_step`` pairs into one back go through it together."""
+    backs = {b: split(model_b, b)[1] for b in {p.back for p in pairs}}
+    targets = {p.target_key: TargetSums(gauss[p.target_key]) for p in pairs}
+    sums, device = {id(p): PairSums() for p in pairs}, model_device(model_a)
+    for x, y, *_ in loader:
+        x, y = x.to(device), y.to(device)
+        inputs, rows_b = _activations(pairs, model_a, model_b, x)
+        z_b = model_b(x)  # B's own logits (= back_j(B_j(x)) for every j)
+        for key, rows in rows_b.items():
+            targets[key].update(rows)
+        for back, group in group_by(pairs, "back").items():
+            for chunk in chunks(group, max_pairs_per_step):
+                t_maps = [p.layer.map(inputs[p.input_key]) for p in chunk]
+                logits = backs[back](torch.cat(t_maps)).split(len(x))  # stitched logits, pair by pair
+                for pair, t_map, z in zip(chunk, t_maps, logits, strict=True):
+                    key = pair.target_key
+                    sums[id(pair)].update(pair.layer.rows(t_map), rows_b[key], z, z_b, y, gauss[key])
+    return {id(p): sums[id(p)].compute(targets[p.target_key]) for p in pairs}

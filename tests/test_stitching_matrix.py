@@ -1,0 +1,136 @@
+"""Stitching matrices in one job: entries equal single-pair stitches, skipped pairs, errors."""
+
+import pytest
+import torch
+
+from stitchwork.cut import UnknownCutPointError, cut_outputs, front
+from stitchwork.data import Digits
+from stitchwork.models import Tiny10
+from stitchwork.stitching import stitch
+from stitchwork.stitching.matrix import matrices, matrix_method, stitch_matrix
+from stitchwork.stitching.matrix_plan import check_cut_list
+from stitchwork.training import TrainRecipe, fit_classifier
+
+TRAINER = {"accelerator": "cpu", "enable_progress_bar": False}
+RECIPE = TrainRecipe(optimizer="adam", lr=3e-3, momentum=0.0, nesterov=False, weight_decay=0.0,
+                     schedule="cosine", epochs=4, batch_size=64)  # fmt: skip
+RESIZE = {"resize": True}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = Digits()
+    data.setup()
+    return data
+
+
+@pytest.fixture(scope="module")
+def models(digits, _one_thread):
+    """Two tiny10 digits models of different seeds."""
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = Tiny10(digits.input_shape, 10)
+        fit_classifier(net, digits, RECIPE, seed=seed, trainer_options=TRAINER)
+        nets.append(net)
+    return nets
+
+
+def _compare(matrix_record: dict, single: dict, tol: float) -> None:
+    """Every key of the single-pair record is in the matrix record, numbers equal to ``tol``."""
+    assert set(single) <= set(matrix_record), set(single) - set(matrix_record)
+    for key, value in single.items():
+        if key.endswith(("_s", "time_s")) or key == "history":
+            continue
+        if isinstance(value, float):
+            assert matrix_record[key] == pytest.approx(value, abs=tol, rel=0), key
+        else:
+            assert matrix_record[key] == value, key
+
+
+def test_cut_outputs_equal_the_fronts(digits, models):
+    x = next(iter(digits.loader("test", batch_size=64)))[0]
+    outs = cut_outputs(models[0], x, ["conv5", "conv2", "pool"])
+    assert list(outs) == ["conv2", "conv5", "pool"]
+    for name, value in outs.items():
+        assert torch.equal(value, front(models[0], name)(x))
+
+
+def test_direct_matrix_equals_single_pair_jobs_and_records_skipped_pairs(digits, models):
+    a, b = models
+    fronts, backs = ["conv2", "conv6", "pool"], ["conv3", "conv8", "pool"]
+    records = stitch_matrix(a, fronts, b, backs, digits, stitch_options=RESIZE, max_pairs_per_step=2)
+    assert [(r["front"], r["back"]) for r in records] == [(f, k) for f in fronts for k in backs]
+    by_status = {s: [r for r in records if r["status"] == s] for s in ("ok", "skipped")}
+    assert len(by_status["ok"]) == 5 and len(by_status["skipped"]) == 4  # conv <-> flat needs flatten_linear
+    assert all("flatten_linear" in r["reason"] for r in by_status["skipped"])
+    for record in by_status["ok"]:
+        _, single = stitch(a, record["front"], b, record["back"], digits, stitch_options=RESIZE)
+        _compare(record, single, tol=1e-6)
+    grid = matrices(records, fronts, backs)
+    assert grid["stitched_acc"][0][0] == records[0]["stitched_acc"] and grid["stitched_acc"][0][2] is None
+    assert grid["dm_residual_test"][2][2] == records[8]["dm_residual_test"]
+
+
+def test_task_loss_pair_inside_a_matrix_equals_the_pair_alone(digits, models):
+    a, b = models
+    options = {"epochs": 2, "batch_size": 64}
+    records = stitch_matrix(a, ["conv3", "conv5", "conv7"], b, ["conv2", "conv4", "conv7"], digits,
+                            stitch_options=RESIZE, matching="task_loss", matching_options=options,
+                            max_pairs_per_step=4)  # fmt: skip
+    inside = next(r for r in records if (r["front"], r["back"]) == ("conv5", "conv4"))
+    (alone,) = stitch_matrix(a, ["conv5"], b, ["conv4"], digits, stitch_options=RESIZE, matching="task_loss",
+                             matching_options=options)  # fmt: skip
+    _, single = stitch(a, "conv5", b, "conv4", digits, stitch_options=RESIZE, matching="task_loss",
+                       matching_options=options, trainer_options=TRAINER)  # fmt: skip
+    # Documented bound: equal to float rounding (bit for bit on CPU in this session).
+    for other in (alone, single):
+        _compare(inside, other, tol=1e-6)
+        for mine, theirs in zip(inside["history"], other["history"], strict=True):
+            assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-6)
+            assert mine["val_acc"] == theirs["val_acc"] and mine["lr"] == pytest.approx(theirs["lr"])
+    assert [e["epoch"] for e in inside["history"]] == [0, 1] and inside["cached"] is True
+
+
+def test_within_network_direct_matrix_is_exact_on_the_diagonal(digits, models):
+    a = models[0]
+    cuts = ["conv1", "conv4", "conv8"]
+    records = stitch_matrix(a, cuts, a, cuts, digits, stitch_options=RESIZE, matching_options={"ridge": 0.0})
+    for r in records:
+        if r["front"] == r["back"]:
+            assert r["dm_residual_fit"] < 1e-8 and r["dm_residual_test"] < 1e-8
+            assert r["stitched_acc"] == r["acc_a"] and r["agreement_b"] == 1.0
+        else:
+            assert r["dm_residual_test"] > 1e-3
+
+
+def test_soft_and_l1_methods_read_their_defaults_from_the_single_pair_functions():
+    from stitchwork.stitching.api import resolve_matching
+
+    name, options, extra = matrix_method(resolve_matching("soft_task_loss", epochs=3))
+    assert name == "soft_task_loss" and options["loss"] == "soft" and options["temperature"] == 4.0
+    assert options["epochs"] == 3 and options["lr"] == 1e-3 and not extra
+    name, options, extra = matrix_method(resolve_matching("l1", l1_lambda=0.5))
+    assert options["l1"] == 0.5 and extra == {"l1_lambda": 0.5, "sparsity_tol": 1e-3}
+    assert matrix_method(resolve_matching("direct_then_task"))[1]["direct_init"] is True
+    with pytest.raises(ValueError, match="built-in matching methods"):
+        matrix_method(lambda ctx: {})
+
+
+def test_bad_cut_lists_name_the_key_and_the_valid_cut_points(digits):
+    net = Tiny10(digits.input_shape, 10)
+    with pytest.raises(UnknownCutPointError, match=r"layer_pair.fronts: unknown cut point\(s\) 'conv99'.*conv1, conv2"):
+        check_cut_list(net, ["conv1", "conv99"], "layer_pair.fronts")
+    with pytest.raises(ValueError, match="layer_pair.backs is an empty list"):
+        check_cut_list(net, [], "layer_pair.backs")
+    with pytest.raises(ValueError, match="more than once"):
+        check_cut_list(net, ["conv1", "conv1"], "fronts")
+    assert check_cut_list(net, ("pool", "conv1"), "fronts") == ["pool", "conv1"]  # order kept
