@@ -133,6 +133,7 @@ CONFIG_CASES = [
     ("rebasin", ["splits=[train,foo]"], "splits[1] must be one of train, val, test, got 'foo'"),
     ("rebasin", ["post_batches=0"], "post_batches must be an integer >= 1, got 0"),
     ("rebasin", ["matcher.max_sweeps=0"], "matcher.max_sweeps must be an integer >= 1, got 0"),
+    ("rebasin", ["matcher.restarts=0"], "matcher.restarts must be an integer >= 1, got 0"),
     ("combine", ["k=abc"], "k must be an integer >= 1, got 'abc'"),
     ("combine", ["combine/sampler@sampler=bernoulli", "sampler.p=nan"], "sampler.p must be a number in [0, 1], got nan"),
     ("combine", ["combine/sampler@sampler=vicinity", "sampler.eps=inf"], "sampler.eps must be a finite number >= 0, got inf"),

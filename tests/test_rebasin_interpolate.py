@@ -154,15 +154,19 @@ def test_repair_restores_the_goal_statistics(mnist1d, mlps):
     assert evaluate(repaired, mnist1d.loader("test"))["loss"] < evaluate(merged, mnist1d.loader("test"))["loss"]
 
 
-def test_bn_reset_restores_a_merged_bn_model():
-    data = Digits(batch_size=64)
-    data.setup()
+def trained_pair(data, make, epochs: int, lr: float = 1e-3) -> list[nn.Module]:
+    """``make(input_shape)`` trained from seeds 0 and 1 by :func:`quick_train` on ``data``."""
     models = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        net = Tiny10(data.input_shape, 10, norm="bn")
-        models.append(quick_train(net, data.loader("train"), epochs=4, seed=seed))
-    a, b = models
+        models.append(quick_train(make(data.input_shape), data.loader("train"), epochs, seed, lr))
+    return models
+
+
+def test_bn_reset_restores_a_merged_bn_model():
+    data = Digits(batch_size=64)
+    data.setup()
+    a, b = trained_pair(data, lambda shape: Tiny10(shape, 10, norm="bn"), epochs=4)
     spec = spec_for(a)
     aligned = permute_model(b, spec, weight_matching(spec, a.state_dict(), b.state_dict()))
     merged = interpolate_models(a, aligned, 0.5)

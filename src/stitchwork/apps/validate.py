@@ -224,7 +224,7 @@ def _lazy_choice(choices: Callable[[], Sequence[str]]) -> Callable[[str, Any], s
 RULES: dict[str, Callable[[str, Any], Any]] = {
     **dict.fromkeys(("lr", "temperature", "width", "max_moment_gib", "init_std"), positive_finite),
     **dict.fromkeys(("epochs", "batch_size", "depth", "rank", "steps", "k", "n_subset", "max_sweeps",
-                     "num_channels", "image_size", "num_samples"), positive_int),
+                     "restarts", "num_channels", "image_size", "num_samples"), positive_int),
     **dict.fromkeys(("num_workers", "examples"), lambda key, value: integer(key, value, minimum=0)),
     "num_points": lambda key, value: integer(key, value, minimum=2),
     **dict.fromkeys(("weight_decay", "ridge", "l1_lambda", "sparsity_tol", "momentum", "warmup_epochs", "eps",

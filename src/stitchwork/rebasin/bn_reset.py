@@ -18,6 +18,11 @@ from ..utils.modules import model_device
 from .stats import batch_input
 
 
+def running_norms(model: nn.Module) -> list[_BatchNorm]:
+    """The model's BatchNorm layers that keep running statistics (what a merge interpolates)."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
 @torch.no_grad()
 def reset_bn_stats(model: nn.Module, data: Iterable[Any], max_batches: int | None = None) -> nn.Module:
     """Recompute every BatchNorm's running mean and variance on ``data``, in place.
@@ -27,7 +32,7 @@ def reset_bn_stats(model: nn.Module, data: Iterable[Any], max_batches: int | Non
     modes and momenta are restored. A model without BatchNorm is returned unchanged.
     Returns ``model`` (so it can serve as an interpolation ``post`` step).
     """
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    norms = running_norms(model)
     if not norms:
         return model
     modes = {m: m.training for m in model.modules()}

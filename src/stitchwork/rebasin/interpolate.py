@@ -11,6 +11,11 @@ Barrier definitions (papers differ; all three are reported):
 
 For a quantity where higher is better (accuracy) the sign is flipped, so a barrier is
 always "how much worse than the endpoints".
+
+Endpoints: with a post-process (BN reset, REPAIR) the curve's λ = 0 and 1 are the endpoints
+*after* post-processing (a BN reset moves A's statistics too). Barriers are measured against
+the *original* endpoints, as the papers do: :func:`interpolation_curve` records both, and
+:func:`curve_barriers` puts the original values at λ = 0 and 1.
 """
 
 from __future__ import annotations
@@ -59,8 +64,10 @@ def interpolation_curve(
 ) -> dict:
     """Loss and accuracy along the line from A to B on every loader.
 
-    Returns ``{"lambda": [...], split: {"loss": [...], "acc": [...]}}`` for each split
-    in ``loaders``; ``post`` (if given) processes each interpolated model first.
+    Returns ``{"lambda": [...], split: {"loss": [...], "acc": [...], "original_ends": {...}}}``
+    for each split in ``loaders``; ``post`` (if given) processes each interpolated model first,
+    the endpoints included. ``original_ends`` holds ``{"loss": [L_A, L_B], "acc": [...]}`` of
+    the unprocessed A and B (the curve's own ends when there is no post-process).
     """
     lambdas = lambda_grid(num_points)
     curve: dict = {"lambda": lambdas, **{s: {"loss": [], "acc": []} for s in loaders}}
@@ -72,21 +79,33 @@ def interpolation_curve(
             result = evaluate(model, loader)
             curve[split]["loss"].append(result["loss"])
             curve[split]["acc"].append(result["acc"])
+    for split, loader in loaders.items():
+        values = curve[split]
+        if post is None:
+            ends = {q: [values[q][0], values[q][-1]] for q in ("loss", "acc")}
+        else:
+            a, b = evaluate(model_a, loader), evaluate(model_b, loader)
+            ends = {q: [a[q], b[q]] for q in ("loss", "acc")}
+        values["original_ends"] = ends
     return curve
 
 
 def barriers(
-    lambdas: Sequence[float], values: Sequence[float], higher_is_better: bool = False
+    lambdas: Sequence[float], values: Sequence[float], higher_is_better: bool = False,
+    ends: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """The three barriers (``max``, ``midpoint``, ``linear``) of a curve sampled at ``lambdas``.
 
     ``lambdas`` must be increasing from 0 to 1. The midpoint is read at λ = ½ (linearly
-    interpolated between samples when ½ is not on the grid).
+    interpolated between samples when ½ is not on the grid). ``ends`` (the original
+    endpoints' values, if given) replace the curve's values at λ = 0 and 1.
     """
     lam = np.asarray(lambdas, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
+    v = np.array(values, dtype=np.float64)
     if lam.shape != v.shape or lam.size < 2:
         raise ValueError(f"need matching lambdas and values (>= 2), got {lam.size} and {v.size}")
+    if ends is not None:
+        v[0], v[-1] = ends
     if lam[0] != 0.0 or lam[-1] != 1.0 or np.any(np.diff(lam) <= 0):
         raise ValueError("lambdas must increase from 0 to 1")
     if higher_is_better:
@@ -101,11 +120,15 @@ def barriers(
 
 
 def curve_barriers(curve: Mapping) -> dict[str, dict[str, float]]:
-    """Loss and accuracy barriers of every split of an :func:`interpolation_curve` result."""
+    """Loss and accuracy barriers of every split of an :func:`interpolation_curve` result.
+
+    Measured against the original endpoints where the curve records them (``original_ends``).
+    """
     out: dict[str, dict[str, float]] = {}
     for split, values in curve.items():
         if split == "lambda":
             continue
-        out[f"{split}_loss"] = barriers(curve["lambda"], values["loss"])
-        out[f"{split}_acc"] = barriers(curve["lambda"], values["acc"], higher_is_better=True)
+        ends = values.get("original_ends", {})
+        out[f"{split}_loss"] = barriers(curve["lambda"], values["loss"], ends=ends.get("loss"))
+        out[f"{split}_acc"] = barriers(curve["lambda"], values["acc"], True, ends.get("acc"))
     return out

@@ -200,18 +200,42 @@ def _sweep(names: list[str], layouts: _Layouts, perm: dict[str, np.ndarray], ord
 
 
 class WeightMatcher:
-    """:class:`~stitchwork.rebasin.matching.Matcher` running :func:`weight_matching`."""
+    """:class:`~stitchwork.rebasin.matching.Matcher` running :func:`weight_matching`.
 
-    def __init__(self, max_sweeps: int = 100, seed: int = 0):
+    ``restarts`` runs it from ``restarts`` seeded visiting orders (seeds ``seed``,
+    ``seed + 1``, ...) and keeps the highest objective (the first of equals): coordinate
+    ascent ends in a local optimum, and optima of nearly equal objective can have very
+    different barriers, so :meth:`restart_candidates` gives every restart for reporting a
+    spread. ``restarts=1`` is plain :func:`weight_matching` with ``seed``.
+    """
+
+    def __init__(self, max_sweeps: int = 100, seed: int = 0, restarts: int = 1):
         if max_sweeps < 1:
             raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
-        self.max_sweeps, self.seed = int(max_sweeps), int(seed)
+        if isinstance(restarts, bool) or int(restarts) != restarts or restarts < 1:
+            raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
+        self.max_sweeps, self.seed, self.restarts = int(max_sweeps), int(seed), int(restarts)
+
+    def restart_candidates(
+        self, model_a: nn.Module, model_b: nn.Module, spec: PermutationSpec
+    ) -> list[dict[str, Any]]:
+        """Every restart in seed order: ``{"seed", "objective", "perm"}`` (Σ⟨W_A, π(W_B)⟩ at its end)."""
+        out = []
+        with torch.no_grad():
+            state_a, state_b = model_a.state_dict(), model_b.state_dict()
+            for seed in range(self.seed, self.seed + self.restarts):
+                history: list[float] = []
+                perm = weight_matching(spec, state_a, state_b, self.max_sweeps, seed, history=history)
+                out.append({"seed": seed, "objective": history[-1], "perm": perm})
+        return out
 
     def __call__(
         self, model_a: nn.Module, model_b: nn.Module, spec: PermutationSpec,
         data: Iterable[Any] | None = None,
     ) -> Permutation:
-        with torch.no_grad():
-            return weight_matching(
-                spec, model_a.state_dict(), model_b.state_dict(), self.max_sweeps, self.seed
-            )
+        return best_candidate(self.restart_candidates(model_a, model_b, spec))["perm"]
+
+
+def best_candidate(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The restart with the highest objective (the earliest among equals)."""
+    return max(candidates, key=lambda c: c["objective"])
