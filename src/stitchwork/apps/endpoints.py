@@ -30,7 +30,7 @@ BN_WARNING = (
     "post=none on a model with BatchNorm: every interpolated or combined model keeps the "
     "interpolated running statistics, which no longer fit its weights (variance collapse), so "
     "its barriers and losses are mostly that artefact (tiny10 on digits: midpoint accuracy "
-    "barrier 0.73 with post=none, 0.21 with post=bn_reset). Use post=bn_reset (the default) or "
+    "barrier 0.90 with post=none, 0.27 with post=bn_reset). Use post=bn_reset (the default) or "
     "post=repair."
 )
 
