@@ -5,7 +5,8 @@ stitch with resize, through the real app (``stitchwork-stitch``) in a fresh fold
 The base models are trained first (one single-pair job, not counted); then the 64 per-pair
 jobs run as one ``--multirun`` and the matrix as one ``layer_pair=matrix`` job. Reported:
 each side's job wall time from its ``results.json`` (``timings.wall_time_s``, summed over
-the 64 jobs), the two whole commands (process start-up included), their ratios, and the
+the 64 jobs), the two whole commands (process start-up included), their ratios, 64 times the
+mean command of a pair run in its own process (as a SLURM array runs per-pair jobs), and the
 largest difference between a matrix entry and its per-pair job over every shared metric.
 
 ``resnet``: two ResNet-20 (width 1, BN, random init: cost does not depend on the weights) on
@@ -57,6 +58,9 @@ def jobs(matching: str, epochs: int) -> dict:
     if matching != "direct":
         method += [f"matching.epochs={epochs}", "matching.batch_size=32"]
     _cli(folder, "layer_pair.front=conv1", "sweep_name=warmup")  # base models into the zoo
+    # One process per pair, as a SLURM array or any one-process-per-job launcher runs them.
+    own_process = [_cli(folder, f"layer_pair.front={f}", f"layer_pair.back={b}", "sweep_name=own_process", *method)
+                   for f, b in (("conv2", "conv3"), ("conv5", "conv5"), ("conv8", "conv1"))]  # fmt: skip
     per_pair_cmd = _cli(folder, "--multirun", "layer_pair=default", f"layer_pair.front={','.join(CONV)}",
                         f"layer_pair.back={','.join(CONV)}", "sweep_name=pairs", *method)  # fmt: skip
     matrix_cmd = _cli(folder, "layer_pair=matrix", f"layer_pair.fronts=[{','.join(CONV)}]",
@@ -70,7 +74,10 @@ def jobs(matching: str, epochs: int) -> dict:
     return {"matching": matching, "epochs": epochs if matching != "direct" else None,
             "per_pair_jobs_wall_s": pairs_s, "matrix_job_wall_s": matrix_s, "job_ratio": pairs_s / matrix_s,
             "per_pair_command_s": per_pair_cmd, "matrix_command_s": matrix_cmd,
-            "command_ratio": per_pair_cmd / matrix_cmd, "max_entry_diff": diff, "folder": str(folder)}  # fmt: skip
+            "command_ratio": per_pair_cmd / matrix_cmd, "max_entry_diff": diff,
+            "one_process_per_pair_command_s": 64 * sum(own_process) / len(own_process),
+            "one_process_per_pair_ratio": 64 * sum(own_process) / len(own_process) / matrix_cmd,
+            "folder": str(folder)}  # fmt: skip
 
 
 class _Synthetic:

@@ -134,3 +134,30 @@ def test_bad_cut_lists_name_the_key_and_the_valid_cut_points(digits):
     with pytest.raises(ValueError, match="more than once"):
         check_cut_list(net, ["conv1", "conv1"], "fronts")
     assert check_cut_list(net, ("pool", "conv1"), "fronts") == ["pool", "conv1"]  # order kept
+
+
+def test_a_pair_whose_loss_turns_non_finite_fails_alone(digits, models):
+    """One pair poisoned with NaN weights is marked failed at its first step; the pair it shared
+    the optimiser with trains exactly as it does alone."""
+    from stitchwork.stitching.api import resolve_stitch
+    from stitchwork.stitching.matrix_plan import plan_pairs
+    from stitchwork.stitching.matrix_task import fit_task
+
+    a, b = models
+    factory = resolve_stitch("affine", resize=True)
+
+    def trained(fronts):
+        pairs = plan_pairs(a, fronts, b, ["conv4"], factory)
+        if len(fronts) == 2:
+            with torch.no_grad():
+                for p in pairs[0].stitched.trainable_parameters():
+                    p.fill_(float("nan"))
+        fit_task(pairs, a, b, digits, epochs=1, batch_size=64)
+        return pairs
+
+    poisoned, healthy = trained(["conv3", "conv5"])
+    (alone,) = trained(["conv5"])
+    assert poisoned.status == "failed" and "NonFiniteLossError" in poisoned.reason and "epoch 0" in poisoned.reason
+    assert healthy.status == "pending" and healthy.report["history"] == alone.report["history"]
+    for mine, theirs in zip(healthy.stitched.trainable_parameters(), alone.stitched.trainable_parameters(), strict=True):
+        assert torch.equal(mine, theirs)
