@@ -37,6 +37,7 @@ import torch
 
 CONV = [f"conv{i}" for i in range(1, 9)]
 SHARED = ("stitched_acc", "relative_acc", "penalty", "dm_residual_fit", "dm_residual_test",
+          "dm_residual_centered_fit", "dm_residual_centered_test",
           "cka_stitched_target", "agreement_b", "kl_b", "ood_score")  # fmt: skip
 
 

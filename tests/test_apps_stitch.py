@@ -19,7 +19,8 @@ from stitchwork.stitching import StitchShapeError, resolve_stitch
 TINY = ["tiny=two_models"]  # conf/tiny/: one-epoch base models on the CPU
 #: The metrics that issue 3 asks every stitching job to report.
 METRIC_KEYS = {"acc_a", "acc_b", "stitched_acc", "relative_acc", "penalty", "dm_residual_fit",
-               "dm_residual_test", "cka_stitched_target", "agreement_b", "kl_b", "ood_score",
+               "dm_residual_test", "dm_residual_centered_fit", "dm_residual_centered_test",
+               "cka_stitched_target", "agreement_b", "kl_b", "ood_score",
                "history", "wall_time_s", "layer_a", "layer_b", "width_a", "width_b", "matching",
                "stitch", "index_a", "index_b", "zoo_key_a", "zoo_key_b"}  # fmt: skip
 TINY10_CUTS = "conv1,conv2,conv3,conv4,conv5,conv6,conv7,conv8,pool"

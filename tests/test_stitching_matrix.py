@@ -77,7 +77,9 @@ def test_direct_matrix_equals_single_pair_jobs_and_records_skipped_pairs(digits,
         _compare(record, single, tol=1e-6)
     grid = matrices(records, fronts, backs)
     assert grid["stitched_acc"][0][0] == records[0]["stitched_acc"] and grid["stitched_acc"][0][2] is None
-    assert grid["dm_residual_test"][2][2] == records[8]["dm_residual_test"]
+    for key in ("dm_residual_test", "dm_residual_centered_test", "dm_residual_fit", "dm_residual_centered_fit"):
+        assert grid[key][2][2] == records[8][key]  # both definitions, in the grid and per pair
+    assert records[8]["dm_residual_test"] < records[8]["dm_residual_centered_test"]  # ‖B‖² ≥ ‖B − mean‖²
 
 
 def test_task_loss_pair_inside_a_matrix_equals_the_pair_alone(digits, models):

@@ -1,5 +1,6 @@
 """Stitching trained digits models: self-stitch identity, frozen BN, relative accuracy, metrics, errors."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,8 +105,18 @@ def test_metrics_match_an_independent_computation(digits, trained):
         t, target = stitched.stitch(stitched.front(x)), stitched.target_front(x)
     t_rows = t.permute(0, 2, 3, 1).reshape(-1, 32).double()
     b_rows = target.permute(0, 2, 3, 1).reshape(-1, 32).double()
-    residual = (t_rows - b_rows).square().sum() / (b_rows - b_rows.mean(0)).square().sum()
-    assert rec["dm_residual_test"] == pytest.approx(float(residual), rel=1e-6)
+    t_np, b_np = t_rows.numpy(), b_rows.numpy()
+    err = np.square(t_np - b_np).sum()
+    # Balogh & Jelasity: ‖T(A) − B‖² / ‖B‖²; the centred variant divides by ‖B − mean(B)‖²
+    assert rec["dm_residual_test"] == pytest.approx(err / np.square(b_np).sum(), rel=1e-6)
+    assert rec["dm_residual_centered_test"] == pytest.approx(err / np.square(b_np - b_np.mean(0)).sum(), rel=1e-6)
+    x_fit = torch.cat([x for x, _ in digits.loader("train", shuffle=False)])
+    with torch.no_grad():
+        t_fit = stitched.stitch(stitched.front(x_fit)).permute(0, 2, 3, 1).reshape(-1, 32).double().numpy()
+        b_fit = stitched.target_front(x_fit).permute(0, 2, 3, 1).reshape(-1, 32).double().numpy()
+    err_fit = np.square(t_fit - b_fit).sum()
+    assert rec["dm_residual_fit"] == pytest.approx(err_fit / np.square(b_fit).sum(), rel=1e-6)
+    assert rec["dm_residual_centered_fit"] == pytest.approx(err_fit / np.square(b_fit - b_fit.mean(0)).sum(), rel=1e-6)
     assert rec["cka_stitched_target"] == pytest.approx(linear_cka(t_rows, b_rows), abs=1e-8)
     assert rec["stitch_params"] == 8 * 32 * 2 + 32
 

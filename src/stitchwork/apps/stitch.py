@@ -41,7 +41,8 @@ log = logging.getLogger("stitchwork")
 
 #: Headline metrics printed at the end of a job.
 SUMMARY = ("acc_a", "acc_b", "stitched_acc", "relative_acc", "penalty", "dm_residual_fit",
-           "dm_residual_test", "cka_stitched_target", "agreement_b", "kl_b", "ood_score")  # fmt: skip
+           "dm_residual_test", "dm_residual_centered_fit", "dm_residual_centered_test",
+           "cka_stitched_target", "agreement_b", "kl_b", "ood_score")  # fmt: skip
 
 
 def side_data_config(cfg: DictConfig, side: str) -> DictConfig:

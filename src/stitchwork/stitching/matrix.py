@@ -30,6 +30,7 @@ from .matrix_task import fit_task
 
 #: Metrics gathered into ``front x back`` matrices.
 MATRIX_METRICS = ("stitched_acc", "relative_acc", "penalty", "dm_residual_fit", "dm_residual_test",
+                  "dm_residual_centered_fit", "dm_residual_centered_test",
                   "cka_stitched_target", "agreement_b", "kl_b", "ood_score")  # fmt: skip
 #: Matching methods a matrix job runs (what each means for :func:`~.matrix_task.fit_task`).
 TASK_METHODS = {"task_loss": {}, "soft_task_loss": {"loss": "soft"}, "direct_then_task": {"direct_init": True},

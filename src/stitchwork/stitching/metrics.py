@@ -41,6 +41,19 @@ class RowStats(Moments):
         """``‖Y − mean‖²_F`` over all rows seen."""
         return float(self.cov().trace() * self.n)
 
+    def total_squares(self) -> float:
+        """``‖Y‖²_F`` over all rows seen (uncentred: total variation plus ``n · ‖mean‖²``)."""
+        return self.total_variation() + float(self.mean().square().sum()) * self.n
+
+
+def residuals(residual: float, stats: RowStats, split: str) -> dict[str, float]:
+    """``dm_residual_<split>`` (Balogh & Jelasity: ``‖T(A)−B‖² / ‖B‖²``) and its centred variant
+    ``dm_residual_centered_<split>`` (``‖T(A)−B‖² / ‖B − mean‖²``) from one residual sum."""
+    return {
+        f"dm_residual_{split}": residual / max(stats.total_squares(), 1e-300),
+        f"dm_residual_centered_{split}": residual / max(stats.total_variation(), 1e-300),
+    }
+
 
 class Mahalanobis:
     """Distance to a Gaussian ``N(mean, cov + ridge · mean variance · I)``."""
@@ -106,7 +119,7 @@ class PairSums:
         n = self.n
         return {
             "stitched_acc": self.correct / n,
-            "dm_residual_test": self.residual / max(target.stats.total_variation(), 1e-300),
+            **residuals(self.residual, target.stats, "test"),
             "cka_stitched_target": self.cka.compute(),
             "agreement_b": self.agree / n,
             "kl_b": self.kl / n,
@@ -136,7 +149,7 @@ def finish_metrics(
     out.update(
         acc_a=acc_a, acc_b=acc_b, relative_acc=out["stitched_acc"] / acc_b if acc_b else float("nan"),
         penalty=100.0 * (acc_b - out["stitched_acc"]),
-        dm_residual_fit=residual_fit / max(b_train.total_variation(), 1e-300),
+        **residuals(residual_fit, b_train, "fit"),
         ood_score=out["ood_mahalanobis_stitched"] / out["ood_mahalanobis_target"],
         sample_policy="examples" if layer.flattens or len(layer.out_shape) == 1 else "positions",
     )  # fmt: skip
@@ -151,8 +164,10 @@ def stitch_metrics(
 
     Returns ``acc_a``, ``acc_b``, ``stitched_acc``, ``relative_acc`` (stitched / B),
     ``penalty`` (B − stitched, in points), ``dm_residual_fit`` / ``dm_residual_test``
-    (``‖T(A_i) − B_j‖²_F / ‖B_j − mean‖²_F`` on the training / test split, mean per feature
-    over all rows), ``cka_stitched_target`` (exact linear CKA over all rows), ``agreement_b``
+    (Balogh & Jelasity's ``‖T(A_i) − B_j‖²_F / ‖B_j‖²_F`` over the rows the stitch fits, on
+    the training / test split), ``dm_residual_centered_fit`` / ``_test`` (the same over
+    ``‖B_j − mean‖²_F``, mean per feature over all rows: above 1 is further from B_j than its
+    mean is), ``cka_stitched_target`` (exact linear CKA over all rows), ``agreement_b``
     (fraction of equal predictions), ``kl_b`` (mean ``KL(p_B ‖ p_stitched)``, nats) and
     ``ood_score``: the mean Mahalanobis distance of ``T(A_i)`` rows under a Gaussian fitted
     to B_j's training rows (ridge ``ood_ridge`` · mean variance), divided by the same for B_j's
