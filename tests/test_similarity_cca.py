@@ -76,9 +76,10 @@ def test_cca_matches_whitening_oracle(ridge):
 def test_ridge_matters_when_data_outnumber_samples():
     g = torch.Generator().manual_seed(1)
     X, Y = torch.randn(20, 40, generator=g), torch.randn(20, 30, generator=g)
-    with pytest.warns(DegenerateCCAWarning, match="trivially 1"):
+    with pytest.warns(DegenerateCCAWarning, match="19 of the 19 canonical correlations are forced to 1"):
         plain = cca(X, Y)
     torch.testing.assert_close(plain.rho, torch.ones(19, dtype=F64), atol=1e-8, rtol=0)
+    assert plain.trivial == 19  # rank 19 + rank 19 - (n - 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cca(X, Y, ridge=1.0).mean_rho < 0.9

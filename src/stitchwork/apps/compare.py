@@ -37,11 +37,24 @@ def similarity_options(cfg: DictConfig) -> dict[str, Any]:
     """Keyword arguments of :func:`all_pairs` from ``conf/similarity`` and the cut-point lists."""
     sim = OmegaConf.to_container(cfg.similarity, resolve=True)
     sim["measures"] = build_measures(sim.get("measures"))
+    _pool_canonical(sim, sim.pop("cca_spatial", None))
     sim["max_moment_bytes"] = int(float(sim.pop("max_moment_gib", 2.0)) * 2**30)
     for side in ("a", "b"):
         cuts = cfg.get(f"cut_points_{side}")
         sim[f"cut_points_{side}"] = None if cuts is None else list(cuts)
     return sim
+
+
+def _pool_canonical(sim: dict, policy: str | None) -> None:
+    """Give the CCA-family measures ``policy`` as their own spatial policy (unless their options
+    name one): flattened conv maps have ``rank X + rank Y > n - 1`` and correlations forced to 1."""
+    if policy is None or not isinstance(sim["measures"], list):
+        return
+    options = sim.get("options") or {}
+    for measure in sim["measures"]:
+        if measure.canonical:
+            options.setdefault(measure.name, {}).setdefault("spatial", policy)
+    sim["options"] = options
 
 
 def build_measures(names: Any) -> Any:
@@ -92,6 +105,8 @@ def compare_job(job: Job) -> dict:
         **result.to_dict(),
         **_diagonal_means(result),
         "modes": modes,
+        "trivial_correlations": {m: f["trivial_correlations"].tolist() for m, f in result.facts.items()
+                                 if "trivial_correlations" in f},  # fmt: skip
         "sanity": sanity(result),
         "figures": figures,
         "self_comparison": same,

@@ -67,6 +67,12 @@ def _measures(measures, spatial, linear, options: Mapping[str, Any]) -> dict[str
         raise SimilarityInputError(
             f"unknown linear mode {linear!r}; valid: {', '.join(LINEAR_MODES)}"
         )
+    own = {n: o["spatial"] for n, o in options.items() if isinstance(o, Mapping) and "spatial" in o}
+    for name, policy in own.items():
+        if policy is not None and policy not in SPATIAL_POLICIES:
+            raise SimilarityInputError(
+                f"options.{name}.spatial={policy!r} is not a spatial policy; valid: {', '.join(SPATIAL_POLICIES)}"
+            )
     stray = sorted(set(options) - set(chosen))
     if stray:
         raise SimilarityInputError(

@@ -70,6 +70,10 @@ class SimilarityMatrices:
         Positions (in loader order) of the examples of the seeded subset; empty if unused.
     distances
         Names of the measures that are distances (0 = identical) rather than similarities.
+    facts
+        ``measure -> fact -> (L_A, L_B)`` float64 tensor of what a measure reports beside its
+        value (:meth:`~stitchwork.similarity.Measure.evaluate`), e.g. the CCA family's
+        ``trivial_correlations``; measures without facts are absent.
     """
 
     rows: tuple[str, ...]
@@ -78,6 +82,7 @@ class SimilarityMatrices:
     n_examples: dict[str, int]
     subset: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     distances: frozenset[str] = frozenset()
+    facts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def __getitem__(self, measure: str) -> torch.Tensor:
         return self.values[measure]
@@ -89,6 +94,7 @@ class SimilarityMatrices:
             "cols": list(self.cols),
             "n_examples": dict(self.n_examples),
             "matrices": {name: m.tolist() for name, m in self.values.items()},
+            "facts": {name: {k: m.tolist() for k, m in f.items()} for name, f in self.facts.items()},
         }
 
 
@@ -132,7 +138,8 @@ def all_pairs(
         ``"subset"`` (on the subset like the other measures) or ``"auto"`` (stream if it fits).
     options
         Keyword arguments per measure, e.g. ``{"svcca": {"keep": 0.99}}``; a linear CKA with
-        options (e.g. ``form``) is computed on the subset.
+        options (e.g. ``form``) is computed on the subset. ``spatial`` there is that measure's
+        own policy for conv maps (e.g. ``{"pwcca": {"spatial": "avgpool"}}``).
     max_moment_bytes
         Memory allowed for the streamed float64 sums.
 
@@ -155,12 +162,15 @@ def all_pairs(
     if plan.subset:
         picked = subset_positions(dataset_size(loader), n_subset, seed)
     sums = StreamedSums(plan.rows, plan.cols) if plan.streamed else None
-    n_seen, kept = _one_pass({"a": model_a, "b": model_b}, loader, plan, spatial, sums, picked)
-    values = {name: _measure_matrix(plan, m, sums, kept, options) for name, m in plan.measures.items()}
+    policies = {name: options.get(name, {}).pop("spatial", spatial) for name in plan.subset}
+    n_seen, kept = _one_pass({"a": model_a, "b": model_b}, loader, plan, spatial, sums, picked, policies)
+    both = {name: _measure_matrix(plan, m, sums, kept, options, policies) for name, m in plan.measures.items()}
+    values = {name: v for name, (v, _) in both.items()}
+    facts = {name: f for name, (_, f) in both.items() if f}
     n_ex = {name: n_seen if name in plan.streamed else len(picked) for name in plan.measures}
     rows, cols = tuple(k[1] for k in plan.rows), tuple(k[1] for k in plan.cols)
     distances = frozenset(name for name, m in plan.measures.items() if m.distance)
-    return SimilarityMatrices(rows, cols, values, n_ex, picked, distances)
+    return SimilarityMatrices(rows, cols, values, n_ex, picked, distances, facts)
 
 
 def check_all_pairs(model_a: nn.Module, model_b: nn.Module | None, **request: Any) -> dict[str, str]:
@@ -187,10 +197,11 @@ def _plan(request: Mapping[str, Any]) -> tuple[nn.Module, Plan, dict[str, dict]]
     return model_b, plan, options
 
 
-def _one_pass(models, loader, plan: Plan, spatial, sums, picked) -> tuple[int, dict]:
-    """Feed every batch once through each model; stream sums and keep the subset's rows."""
+def _one_pass(models, loader, plan: Plan, spatial, sums, picked, policies) -> tuple[int, dict]:
+    """Feed every batch once through each model; stream sums and keep the subset's rows
+    (``kept[(key, policy)]``, once per spatial policy a subset measure uses)."""
     keys = {*plan.rows, *plan.cols}
-    kept: dict[Key, list[torch.Tensor]] = {k: [] for k in keys}
+    kept: dict[tuple, list[torch.Tensor]] = {(k, p): [] for k in keys for p in set(policies.values())}
     start = 0
     with eval_mode(*models.values()), torch.no_grad():
         for batch in loader:
@@ -200,8 +211,8 @@ def _one_pass(models, loader, plan: Plan, spatial, sums, picked) -> tuple[int, d
                 sums.update({k: spatial_features(v, spatial, k[1]) for k, v in outs.items()})
             if plan.subset:
                 sel = in_subset(picked, start, x.shape[0])
-                for k, v in outs.items():  # (b, ...) -> (picked in batch, ...) -> rows
-                    kept[k].append(spatial_features(v[sel.to(v.device)], spatial, k[1]))
+                for (k, policy), rows in kept.items():  # (b, ...) -> (picked in batch, ...) -> rows
+                    rows.append(spatial_features(outs[k][sel.to(outs[k].device)], policy, k[1]))
             start += x.shape[0]
     return start, ({k: torch.cat(v) for k, v in kept.items()} if plan.subset else {})
 
@@ -229,26 +240,31 @@ def _layer_outputs(
     return out
 
 
-def _measure_matrix(plan: Plan, measure: Measure, sums, kept, options) -> torch.Tensor:
-    """One measure's matrix: from the streamed sums, or from the subset's kept rows."""
+def _measure_matrix(plan: Plan, measure: Measure, sums, kept, options, policies) -> tuple:
+    """One measure's matrix and fact matrices: from the streamed sums, or the subset's rows."""
     if measure.name in plan.streamed:
         debiased = plan.streamed[measure.name]
-        return _matrix(plan, measure, lambda u, v: sums.cka(u, v, debiased))
-    kw = options.get(measure.name, {})
-    return _matrix(plan, measure, lambda u, v: float(measure(kept[u], kept[v], **kw)))
+        return _matrix(plan, measure, lambda u, v: (sums.cka(u, v, debiased), {}))
+    kw, p = options.get(measure.name, {}), policies[measure.name]
+    return _matrix(plan, measure, lambda u, v: measure.evaluate(kept[u, p], kept[v, p], **kw))
 
 
-def _matrix(plan: Plan, measure: Measure, value) -> torch.Tensor:
-    """Fill the ``(L_A, L_B)`` matrix, mirroring symmetric measures in self-comparisons."""
-    M = torch.full((len(plan.rows), len(plan.cols)), float("nan"), dtype=_F64)
-    done: dict[tuple[Key, Key], float] = {}
+def _matrix(plan: Plan, measure: Measure, value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Fill the ``(L_A, L_B)`` matrix (and one per fact), mirroring symmetric measures in
+    self-comparisons; ``value(u, v)`` returns ``(index, facts)``."""
+    shape = (len(plan.rows), len(plan.cols))
+    M, facts = torch.full(shape, float("nan"), dtype=_F64), {}
+    done: dict[tuple[Key, Key], tuple] = {}
     for i, u in enumerate(plan.rows):
         for j, v in enumerate(plan.cols):
             if measure.symmetric and (v, u) in done:
-                M[i, j] = done[(u, v)] = done[(v, u)]
-                continue
-            try:
-                done[(u, v)] = M[i, j] = value(u, v)
-            except (ValueError, TypeError) as err:
-                raise SimilarityInputError(f"{measure.name} of cut points ({u[1]}, {v[1]}): {err}") from err
-    return M
+                done[(u, v)] = done[(v, u)]
+            else:
+                try:
+                    done[(u, v)] = value(u, v)
+                except (ValueError, TypeError) as err:
+                    raise SimilarityInputError(f"{measure.name} of cut points ({u[1]}, {v[1]}): {err}") from err
+            M[i, j] = done[(u, v)][0]
+            for name, fact in done[(u, v)][1].items():
+                facts.setdefault(name, torch.full(shape, float("nan"), dtype=_F64))[i, j] = fact
+    return M, facts

@@ -8,9 +8,12 @@ never forms or inverts a covariance matrix. With ridge ``r`` the covariances bec
 ``f_k = (1 + r (n-1) / s_k^2)^(-1/2)`` and the correlations are the singular values of
 ``diag(f_x) U_x^T U_y diag(f_y)``.
 
-CCA ignores every invertible linear map (and translation) of either input, so when
-``d >= n - 1`` the centred data span the whole sample space and all correlations are
-trivially 1: a warning says so and a ridge is the remedy.
+CCA ignores every invertible linear map (and translation) of either input. The centred
+columns of X and Y lie in the same ``n - 1``-dimensional space, so whenever
+``rank X + rank Y > n - 1`` their column spaces share at least ``rank X + rank Y - (n - 1)``
+directions and that many correlations are exactly 1 whatever the data (all of them once
+``d >= n - 1``). Without ridge a :class:`DegenerateCCAWarning` says how many, and every result
+records the count (``trivial``); pooling conv maps, an SVD cut (SVCCA) or a ridge avoid it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ._checks import SimilarityInputError, as_pair, centred64
 
 
 class DegenerateCCAWarning(UserWarning):
-    """CCA without ridge on inputs with d >= n - 1: all canonical correlations are 1."""
+    """CCA without ridge where ``rank X + rank Y > n - 1``: some correlations are forced to 1."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,13 @@ class CCAResult:
     ----------
     rho
         float64 tensor of the ``min(rank X, rank Y)`` canonical correlations, descending.
+    trivial
+        How many of them are forced to 1 by the dimensions alone:
+        ``max(0, rank X + rank Y - (n - 1))`` without ridge, 0 with a ridge.
     """
 
     rho: torch.Tensor
+    trivial: int = 0
 
     @property
     def mean_rho(self) -> float:
@@ -58,6 +65,7 @@ class _CCAParts:
     s: torch.Tensor  # (rx,) singular values of Xc
     V: torch.Tensor  # (dx, rx) right singular vectors of Xc
     f: torch.Tensor  # (rx,) ridge shrinkage of X's directions
+    trivial: int  # correlations forced to 1 by rank X + rank Y > n - 1 (0 with a ridge)
 
 
 def _svd_basis(Xc: torch.Tensor, keep: int | float | None = None, name: str = "X"):
@@ -98,19 +106,28 @@ def _cca_parts(
     n = X.shape[0]
     Ux, sx, Vx = _svd_basis(centred64(X), keep, "X")
     Uy, sy, _ = _svd_basis(centred64(Y), keep, "Y")
-    if ridge == 0.0 and max(sx.numel(), sy.numel()) >= n - 1:
-        warnings.warn(
-            f"CCA without ridge on X {tuple(X.shape)}, Y {tuple(Y.shape)}: one input spans all "
-            f"n - 1 = {n - 1} centred sample directions (d >= n - 1), so every canonical "
-            "correlation is trivially 1; use more samples, ridge > 0 or svcca",
-            DegenerateCCAWarning,
-            stacklevel=3,
-        )
+    trivial = _trivial_count(X.shape, Y.shape, sx.numel(), sy.numel()) if ridge == 0.0 else 0
     fx = (1.0 + ridge * (n - 1) / sx.square()).rsqrt()
     fy = (1.0 + ridge * (n - 1) / sy.square()).rsqrt()
     M = fx[:, None] * (Ux.T @ Uy) * fy[None, :]  # (rx, ry)
     P, rho, _ = torch.linalg.svd(M, full_matrices=False)
-    return _CCAParts(rho=rho.clamp(0.0, 1.0), P=P, s=sx, V=Vx, f=fx)
+    return _CCAParts(rho=rho.clamp(0.0, 1.0), P=P, s=sx, V=Vx, f=fx, trivial=trivial)
+
+
+def _trivial_count(shape_x: tuple, shape_y: tuple, rx: int, ry: int) -> int:
+    """``max(0, rx + ry - (n - 1))``, warning when positive (the correlations forced to 1)."""
+    n = shape_x[0]
+    forced = max(0, rx + ry - (n - 1))
+    if forced:
+        warnings.warn(
+            f"CCA without ridge on X {tuple(shape_x)}, Y {tuple(shape_y)}: rank X + rank Y = "
+            f"{rx} + {ry} > n - 1 = {n - 1}, so {forced} of the {min(rx, ry)} canonical "
+            "correlations are forced to 1 by the dimensions alone; use spatial='avgpool', "
+            "fewer dimensions (svcca keep), more samples or ridge > 0",
+            DegenerateCCAWarning,
+            stacklevel=4,
+        )
+    return forced
 
 
 def cca(X: Any, Y: Any, ridge: float = 0.0, spatial: str | None = None) -> CCAResult:
@@ -122,18 +139,19 @@ def cca(X: Any, Y: Any, ridge: float = 0.0, spatial: str | None = None) -> CCARe
         Activations (torch or numpy), rows paired; reduced in float64 after centring.
     ridge
         Added to the diagonal of each covariance ``Xc^T Xc / (n-1)``; 0 is plain CCA (a
-        :class:`DegenerateCCAWarning` is issued when an input spans all ``n - 1`` centred
-        directions, as it does whenever ``d >= n - 1``).
+        :class:`DegenerateCCAWarning` is issued when ``rank X + rank Y > n - 1``, saying how
+        many correlations that forces to 1).
     spatial
         Policy for conv maps: ``"flatten"``, ``"samples"`` or ``"avgpool"``.
 
     Returns
     -------
     CCAResult
-        ``rho`` (descending), with ``mean_rho`` and ``mean_rho_sq``.
+        ``rho`` (descending), with ``mean_rho`` and ``mean_rho_sq``, and ``trivial``.
     """
     X, Y = as_pair(X, Y, spatial)
-    return CCAResult(_cca_parts(X, Y, ridge).rho)
+    p = _cca_parts(X, Y, ridge)
+    return CCAResult(p.rho, p.trivial)
 
 
 def svcca(
@@ -153,10 +171,11 @@ def svcca(
     Returns
     -------
     CCAResult
-        The SVCCA similarity is ``result.mean_rho``.
+        The SVCCA similarity is ``result.mean_rho``; ``trivial`` counts after the SVD cut.
     """
     X, Y = as_pair(X, Y, spatial)
-    return CCAResult(_cca_parts(X, Y, ridge, keep).rho)
+    p = _cca_parts(X, Y, ridge, keep)
+    return CCAResult(p.rho, p.trivial)
 
 
 def pwcca(X: Any, Y: Any, ridge: float = 0.0, spatial: str | None = None) -> float:
@@ -169,12 +188,18 @@ def pwcca(X: Any, Y: Any, ridge: float = 0.0, spatial: str | None = None) -> flo
 
     Not symmetric: the weights come from X, the first argument. Other libraries differ (one
     weights by whichever input has fewer neurons and projects *uncentred* activations), so their
-    numbers are not comparable with this definition.
+    numbers are not comparable with this definition. :func:`pwcca_result` also returns the
+    count of trivial correlations.
     """
+    return pwcca_result(X, Y, ridge, spatial)[0]
+
+
+def pwcca_result(X: Any, Y: Any, ridge: float = 0.0, spatial: str | None = None) -> tuple[float, int]:
+    """:func:`pwcca` and the number of its correlations forced to 1 (``CCAResult.trivial``)."""
     X, Y = as_pair(X, Y, spatial)
     p = _cca_parts(X, Y, ridge)
     G = p.f[:, None] * p.P  # (rx, k): variate i is U_x G[:, i], up to its norm
     G = G / G.norm(dim=0, keepdim=True)
     # <h_i, z_j> = (U_x G)^T U_x S_x V_x^T = G^T S_x V_x^T  -> (k, dx)
     alpha = (G.T @ (p.s[:, None] * p.V.T)).abs().sum(dim=1)
-    return float((alpha * p.rho).sum() / alpha.sum())
+    return float((alpha * p.rho).sum() / alpha.sum()), p.trivial

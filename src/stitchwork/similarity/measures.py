@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from ._checks import SimilarityInputError
-from .cca import cca, pwcca, svcca
+from .cca import cca, pwcca_result, svcca
 from .cka import linear_cka, rbf_cka
 from .procrustes import procrustes
 from .rsa import rsa
@@ -42,11 +42,15 @@ class Measure(abc.ABC):
         ``True`` if ``m(X, Y) == m(Y, X)`` for all inputs; required.
     distance
         ``True`` for a distance (0 = identical), ``False`` (default) for a similarity.
+    canonical
+        ``True`` for the CCA family, whose results carry ``trivial_correlations`` (the count
+        forced to 1 by ``rank X + rank Y > n - 1``) and which the compare app pools by default.
     """
 
     name: ClassVar[str]
     symmetric: ClassVar[bool]
     distance: ClassVar[bool] = False
+    canonical: ClassVar[bool] = False
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,6 +68,10 @@ class Measure(abc.ABC):
     @abc.abstractmethod
     def __call__(self, X: Any, Y: Any, **options: Any) -> float:
         """The index of paired rows ``X (n, dx)``, ``Y (n, dy)``."""
+
+    def evaluate(self, X: Any, Y: Any, **options: Any) -> tuple[float, dict[str, Any]]:
+        """The index and facts about how it was computed (e.g. ``trivial_correlations``)."""
+        return float(self(X, Y, **options)), {}
 
     def accumulator(self, **options: Any) -> SimilarityAccumulator | None:
         """A fresh accumulator computing this measure over streamed batches, or ``None``."""
@@ -113,10 +121,14 @@ class RBFCKADebiased(RBFCKA):
 class CCAMeanRho(Measure):
     """Mean canonical correlation."""
 
-    name, symmetric, statistic = "cca_mean_rho", True, "mean_rho"
+    name, symmetric, canonical, statistic = "cca_mean_rho", True, True, "mean_rho"
 
     def __call__(self, X: Any, Y: Any, **options: Any) -> float:
-        return getattr(cca(X, Y, **options), self.statistic)
+        return self.evaluate(X, Y, **options)[0]
+
+    def evaluate(self, X: Any, Y: Any, **options: Any) -> tuple[float, dict[str, Any]]:
+        result = cca(X, Y, **options)
+        return getattr(result, self.statistic), {"trivial_correlations": result.trivial}
 
 
 class CCAMeanRhoSq(CCAMeanRho):
@@ -128,19 +140,27 @@ class CCAMeanRhoSq(CCAMeanRho):
 class SVCCA(Measure):
     """SVCCA (Raghu et al. 2017): mean canonical correlation after an SVD cut of each side."""
 
-    name, symmetric = "svcca", True
+    name, symmetric, canonical = "svcca", True, True
 
     def __call__(self, X: Any, Y: Any, **options: Any) -> float:
-        return svcca(X, Y, **options).mean_rho
+        return self.evaluate(X, Y, **options)[0]
+
+    def evaluate(self, X: Any, Y: Any, **options: Any) -> tuple[float, dict[str, Any]]:
+        result = svcca(X, Y, **options)
+        return result.mean_rho, {"trivial_correlations": result.trivial}
 
 
 class PWCCA(Measure):
     """PWCCA (Morcos et al. 2018): correlations weighted by X's projection weights; NOT symmetric."""
 
-    name, symmetric = "pwcca", False
+    name, symmetric, canonical = "pwcca", False, True
 
     def __call__(self, X: Any, Y: Any, **options: Any) -> float:
-        return pwcca(X, Y, **options)
+        return self.evaluate(X, Y, **options)[0]
+
+    def evaluate(self, X: Any, Y: Any, **options: Any) -> tuple[float, dict[str, Any]]:
+        value, trivial = pwcca_result(X, Y, **options)
+        return value, {"trivial_correlations": trivial}
 
 
 class Procrustes(Measure):
