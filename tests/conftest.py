@@ -43,3 +43,21 @@ def run_cli(tmp_path):
         return proc
 
     return run
+
+
+@pytest.fixture
+def tiny10_probe():
+    """``make(n, batch)``: an untrained Tiny10 in eval mode, ``n`` random 8x8 images and an
+    unshuffled loader over them (for all_pairs tests that recompute activations themselves)."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from stitchwork.models import Tiny10
+
+    def make(n: int, batch: int = 32):
+        torch.manual_seed(0)
+        model = Tiny10((1, 8, 8), 10, width=0.5).eval()
+        X = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+        return model, X, DataLoader(TensorDataset(X, torch.zeros(n)), batch_size=batch, shuffle=False)
+
+    return make

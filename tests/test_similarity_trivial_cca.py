@@ -6,10 +6,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from stitchwork.cut import front
-from stitchwork.models import Tiny10
 from stitchwork.similarity import DegenerateCCAWarning, cca, pwcca, svcca
 from stitchwork.similarity.all_pairs import all_pairs
 from stitchwork.similarity.cca import pwcca_result
@@ -46,11 +44,8 @@ def test_forced_count_is_exact_and_warned(n, dx, dy):
     assert kept.trivial == 0
 
 
-def test_all_pairs_records_counts_and_a_measure_may_pool_on_its_own():
-    torch.manual_seed(0)
-    model = Tiny10((1, 8, 8), 10, width=0.5).eval()
-    X = torch.randn(60, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    loader = DataLoader(TensorDataset(X, torch.zeros(60)), batch_size=32, shuffle=False)
+def test_all_pairs_records_counts_and_a_measure_may_pool_on_its_own(tiny10_probe):
+    model, X, loader = tiny10_probe(60)
     cuts = ["conv1", "conv8"]
     opts = {"svcca": {"keep": 0.99}, "pwcca": {"spatial": "avgpool"}}
     with warnings.catch_warnings():
