@@ -26,7 +26,7 @@ from .cca import cca, pwcca_result, svcca
 from .cka import linear_cka, rbf_cka
 from .procrustes import procrustes
 from .rsa import rsa
-from .streaming import LinearCKAAccumulator, SimilarityAccumulator
+from .streaming import LinearCKAAccumulator, MinibatchCKAAccumulator, SimilarityAccumulator
 
 _REGISTRY: dict[str, type[Measure]] = {}
 
@@ -101,6 +101,30 @@ class LinearCKADebiased(LinearCKA):
     """Linear CKA from the unbiased HSIC estimator (Song et al. 2012); needs n >= 4."""
 
     name, debiased = "linear_cka_debiased", True
+
+
+class MinibatchCKA(Measure):
+    """Minibatch CKA, the estimator of torch_cka and Nguyen et al. (2021), not exact CKA.
+
+    Consecutive chunks of ``batch_size`` rows (in the order given; a last, shorter chunk is a
+    batch too, as a DataLoader without ``drop_last`` gives) each contribute unbiased linear
+    HSIC terms (Song et al. 2012); ``CKA = mean HSIC_xy / sqrt(mean HSIC_xx · mean HSIC_yy)``
+    (:class:`~stitchwork.similarity.MinibatchCKAAccumulator`, float64). It estimates debiased
+    CKA and depends on ``batch_size``; every chunk needs at least 4 rows.
+    """
+
+    name, symmetric = "minibatch_cka", True
+
+    def __call__(self, X: Any, Y: Any, batch_size: int = 256, spatial: str | None = None) -> float:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 4:
+            raise SimilarityInputError(f"minibatch_cka batch_size must be an int >= 4, got {batch_size!r}")
+        acc = MinibatchCKAAccumulator(spatial)
+        for start in range(0, len(X), batch_size):
+            acc.update(X[start : start + batch_size], Y[start : start + batch_size])
+        return acc.compute()
+
+    def accumulator(self, **options: Any) -> MinibatchCKAAccumulator:
+        return MinibatchCKAAccumulator(**options)
 
 
 class RBFCKA(Measure):
