@@ -100,7 +100,8 @@ CONFIG_CASES = [
     ("train", ["model=mlp", "model.depth=0"], "model.depth must be an integer >= 1, got 0"),
     ("train", ["+model.foo=1"], "model.foo is not an option here; valid: norm, width"),
     ("train", ["recipe.lr=inf"], "recipe.lr must be a positive finite number, got inf"),
-    ("train", ["recipe.epochs=2.5"], "recipe.epochs must be an integer >= 1, got 2.5"),
+    ("train", ["recipe.epochs=2.5"], "recipe.epochs must be an integer >= 0, got 2.5"),
+    ("stitch", ["layer_pair.front=conv4", "matching=task_loss", "matching.epochs=0"], "matching.epochs must be an integer >= 1, got 0"),
     ("train", ["recipe.optimizer=foo"], "recipe.optimizer must be one of sgd, adam, adamw, got 'foo'"),
     ("train", ["recipe.momentum=nan"], "recipe.momentum must be a finite number >= 0, got nan"),
     ("train", ["+recipe.foo=1"], "recipe.foo is not an option here; valid: batch_size, epochs, label_smoothing, "

@@ -7,6 +7,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from stitchwork.models import MLP, ResNet20, Tiny10, vgg11
+from stitchwork.models.outside import torchvision_model
 from stitchwork.rebasin.activation_matching import ActivationMatcher
 from stitchwork.rebasin.apply import (
     invert_permutation,
@@ -27,6 +28,7 @@ MODELS = {
     "vgg11-none": lambda: vgg11((3, 8, 8), 10, width=0.125, norm="none"),
     "resnet20-ln": lambda: ResNet20((3, 8, 8), 10, width=1, norm="ln"),
     "resnet20-bn": lambda: ResNet20((3, 8, 8), 10, width=1, norm="bn"),
+    "torchvision-resnet18": lambda: torchvision_model((3, 16, 16), 10, "resnet18"),  # spec inferred by fx
 }
 
 

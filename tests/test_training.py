@@ -33,7 +33,7 @@ def test_cosine_schedule_with_warmup():
     ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; valid: sgd, adam, adamw"),
     ({"schedule": "poly"}, "unknown schedule 'poly'; valid: constant, cosine, step"),
     ({"lr": 0}, r"recipe.lr must be positive, got 0"),
-    ({"epochs": -1}, r"recipe.epochs must be positive"),
+    ({"epochs": -1}, r"recipe.epochs must be >= 0"),
     ({"momentun": 0.9}, r"unknown recipe keys \['momentun'\]"),
 ])
 def test_bad_recipes_name_the_value(values, match):

@@ -223,7 +223,9 @@ def _lazy_choice(choices: Callable[[], Sequence[str]]) -> Callable[[str, Any], s
 #: method): a new method whose option is called ``lr`` or ``epochs`` is checked for free.
 RULES: dict[str, Callable[[str, Any], Any]] = {
     **dict.fromkeys(("lr", "temperature", "width", "max_moment_gib", "init_std"), positive_finite),
-    **dict.fromkeys(("epochs", "batch_size", "depth", "rank", "steps", "k", "n_subset", "max_sweeps",
+    # a recipe of 0 epochs uses a model as loaded (recipe=pretrained); a stitch trains >= 1
+    "epochs": lambda key, value: integer(key, value, minimum=0 if key.split(".")[0].startswith("recipe") else 1),
+    **dict.fromkeys(("batch_size", "depth", "rank", "steps", "k", "n_subset", "max_sweeps",
                      "restarts", "num_channels", "image_size", "num_samples"), positive_int),
     **dict.fromkeys(("num_workers", "examples"), lambda key, value: integer(key, value, minimum=0)),
     "num_points": lambda key, value: integer(key, value, minimum=2),
@@ -241,7 +243,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     **dict.fromkeys(("post", "merge"), _lazy_choice(_post_choices)),
     "norm": _lazy_choice(_norm_choices),
     "on_corrupt": choice(("retrain", "error")),
-    "path": existing_file,
+    **dict.fromkeys(("path", "weights_path"), existing_file),
     "train_subset": train_subset,
     "val_size": val_size,
 }

@@ -58,6 +58,9 @@ def fit_classifier(
     Returns ``{"train_acc", "val_acc", "test_acc", "*_loss", "wall_time_s", "resumed"}``.
     """
     check_trainer_options(trainer_options, prefix="trainer option ")
+    if recipe.epochs == 0:  # a loaded model (recipe=pretrained): measured as it is, never trained
+        data.setup("fit")
+        return {"wall_time_s": 0.0, "resumed": False, "trained": False, **split_metrics(net, data)}
     L.seed_everything(seed, workers=True, verbose=False)
     preemption = None if checkpoint_dir is None else PreemptionCheckpoint(checkpoint_dir, corrupt_dir=corrupt_dir)
     options = _trainer_options(recipe, trainer_options, logger, preemption)

@@ -38,9 +38,11 @@ class TrainRecipe:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        for name in ("lr", "epochs", "batch_size"):
+        for name in ("lr", "batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"recipe.{name} must be positive, got {getattr(self, name)!r}")
+        if not self.epochs >= 0:  # 0: used as built or loaded (recipe=pretrained), never trained
+            raise ValueError(f"recipe.epochs must be >= 0 (0: never trained), got {self.epochs!r}")
         if self.warmup_epochs < 0 or self.weight_decay < 0:
             raise ValueError(
                 f"recipe.warmup_epochs and recipe.weight_decay must be >= 0, got "

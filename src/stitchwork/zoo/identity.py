@@ -11,10 +11,11 @@ whole split).
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..utils.hashing import typed_fractions
+from ..utils.hashing import file_sha256, typed_fractions
 
 #: Data settings that change where or how fast data is read, never the trained weights
 #: (``batch_size`` is the evaluation batch; training batches come from ``recipe.batch_size``).
@@ -111,6 +112,22 @@ def debug_options(trainer: Mapping[str, Any] | None) -> dict:
     return {k: identity[k] for k in DEBUG_TRAINER_KEYS if k in identity}
 
 
+#: Model settings that name a weights file: the identity holds the file's sha256, not its path,
+#: so two copies of one file share a key and a changed byte makes a new one.
+WEIGHTS_KEYS = ("weights_path", "weights")
+
+
+def weights_identity(model: Mapping[str, Any]) -> dict:
+    """``model`` with each weights file path replaced by ``{"sha256": ...}`` of its content."""
+    out = dict(model)
+    for key in WEIGHTS_KEYS:
+        if isinstance(out.get(key), str):
+            if not os.path.isfile(out[key]):
+                raise FileNotFoundError(f"model.{key} {out[key]!r} does not exist")
+            out[key] = {"sha256": file_sha256(out[key])}
+    return out
+
+
 def model_identity(
     model: Mapping[str, Any],
     data: Mapping[str, Any],
@@ -125,7 +142,7 @@ def model_identity(
     appears only when it differs from :data:`TRAINER_DEFAULTS`, so default runs keep their key.
     """
     identity = {
-        "model": dict(model),
+        "model": weights_identity(model),
         "data": data_identity(data),
         "recipe": dict(recipe),
         "seed": int(seed),
