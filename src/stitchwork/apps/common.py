@@ -23,9 +23,10 @@ from ..sweep.signals import JobInterrupted, interruptible
 from ..training import TrainRecipe, check_trainer_options, fit_classifier
 from ..utils.distributed import is_main_process
 from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
-from .config import job_id, to_plain
+from .config import effective_config, job_id
 from .failures import log_traceback_to_files
 from .logging import JobLogger, open_logger
+from .multirun import sweep_run_name
 from .validate import as_user_error, constructor_errors, user_errors
 
 log = logging.getLogger("stitchwork")
@@ -230,7 +231,7 @@ def _previous_record(out: Path) -> dict | None:
 
 
 def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Callable[[Job], dict]) -> dict:
-    config = to_plain(cfg, skip=("hydra",))
+    config = effective_config(cfg)
     record = JobRecord(app=app, identity=identity, config=config)
     write_results(out, record)
     logger = open_logger(
@@ -267,7 +268,9 @@ def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Calla
 
 
 def _run_name() -> str | None:
+    """The job's overrides that vary within its sweep, else its whole override string."""
     try:
-        return HydraConfig.get().job.override_dirname or None
+        hydra = HydraConfig.get()
     except ValueError:
         return None
+    return sweep_run_name(list(hydra.overrides.task)) or hydra.job.override_dirname or None

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..sweep import identity as _identity
 from ..sweep.identity import RUNTIME_KEYS, apply_matching_overrides
 
-__all__ = ["RUNTIME_KEYS", "apply_matching_overrides", "identity_config", "job_id"]
+__all__ = ["RUNTIME_KEYS", "apply_matching_overrides", "effective_config", "identity_config", "job_id"]
 
 #: The job-identity rules live in :mod:`stitchwork.sweep.identity`; these names convert configs.
 _apply_matching_overrides = apply_matching_overrides
@@ -37,6 +37,15 @@ def identity_config(cfg: DictConfig | dict) -> dict:
 def job_id(cfg: DictConfig | dict) -> str:
     """Identity hash of a job: its output folder name and results.json ``identity``."""
     return _identity.job_id(cfg if isinstance(cfg, dict) else to_plain(cfg, skip=("hydra",)))
+
+
+def effective_config(cfg: DictConfig) -> dict:
+    """The config a job runs with: resolved (cut points included), ``matching_overrides`` folded.
+
+    What results.json and W&B record, so ``matching.epochs`` is the number of epochs that ran;
+    its :func:`job_id` equals the job's (identity folds the same overrides).
+    """
+    return apply_matching_overrides(to_plain(cfg, skip=("hydra",)))
 
 
 def to_plain(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict:

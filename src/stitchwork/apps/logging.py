@@ -11,6 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from ..utils.hashing import content_hash
+
 LOGGER_KINDS = ("none", "csv", "wandb")
 
 
@@ -46,6 +48,14 @@ class JobLogger:
             self.run = None
 
 
+def run_id(app: str, job_id: str, project: str, sweep: str) -> str:
+    """W&B run id unique per (project, sweep, job), deterministic so a requeued job resumes.
+
+    Two sweeps that compute the same job get two runs (never one merged history).
+    """
+    return f"{app}-{job_id}-{content_hash([project, sweep], length=6)}"
+
+
 def open_logger(
     cfg: DictConfig,
     *,
@@ -69,15 +79,16 @@ def open_logger(
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
+    project = cfg.get("project", "stitchwork")
     run = wandb.init(
-        project=cfg.get("project", "stitchwork"),
+        project=project,
         entity=cfg.get("entity"),
         group=group,
         job_type=app,
         name=name or job_id,
-        id=f"{app}-{job_id}",  # deterministic: a requeued job continues its run
+        id=run_id(app, job_id, project, group),
         resume="allow",
-        tags=list(cfg.get("tags", [])),
+        tags=[*cfg.get("tags", []), f"sweep:{group}"],
         config=config,
         dir=str(out_dir),
         mode=cfg.get("mode", "offline"),

@@ -68,6 +68,27 @@ def expected_jobs(config: DictConfig) -> list[tuple[list[str], str]]:
     return [(job, job_id(loader.load_sweep_config(config, list(job)))) for job in jobs]
 
 
+def sweep_run_name(job_overrides: list[str]) -> str | None:
+    """A job's W&B run name: its overrides whose values vary within this sweep.
+
+    None outside a basic-sweeper multirun of this process (the caller falls back to the
+    whole override string). A key that only some jobs set varies too.
+    """
+    if not SweepGuard.expected:
+        return None
+    values: dict[str, set[str]] = {}
+    for overrides, _ in SweepGuard.expected:
+        for override in overrides:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    n_jobs = len(SweepGuard.expected)
+    counts = {k: sum(any(o.partition("=")[0] == k for o in job) for job, _ in SweepGuard.expected)
+              for k in values}  # fmt: skip
+    varying = [o for o in job_overrides
+               if len(values.get(o.partition("=")[0], ())) > 1 or counts.get(o.partition("=")[0], 0) < n_jobs]  # fmt: skip
+    return ",".join(varying) or None
+
+
 def summarise_sweep(exit_code: int) -> int:
     """Print the per-job summary of the sweep that just ran; return the exit code to use.
 

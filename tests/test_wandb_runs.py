@@ -1,0 +1,58 @@
+"""W&B runs read back from the offline ``.wandb`` files: effective config, ids, names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stitchwork.apps.config import job_id
+from stitchwork.apps.logging import run_id
+
+from .wandb_offline import read_run
+
+pytest.importorskip("wandb", reason="wandb is not installed (pip install -e '.[dev]')")
+
+OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
+#: Direct matching (no epochs): quick; the per-method override is what the effective config must show.
+JOB = ["matching=direct", "+matching_overrides.direct.ridge=0.25", "+matching_overrides.task_loss.epochs=3",
+       "tiny=two_models", "logger=wandb", "device=cpu"]  # fmt: skip
+
+
+def _runs(sweep: Path) -> dict[str, tuple[dict, dict]]:
+    """Per job folder name: (results.json, the W&B run read back from its offline file)."""
+    found = {}
+    for results in sorted(sweep.glob("*/results.json")):
+        (log,) = results.parent.glob("wandb/offline-run-*/run-*.wandb")
+        found[results.parent.name] = (json.loads(results.read_text()), read_run(log))
+    return found
+
+
+def test_wandb_runs_log_the_effective_config_distinct_ids_and_varying_names(run_cli, tmp_path):
+    run_cli(
+        "stitch", "--multirun", "layer_pair.front=conv4,conv5", "sweep_name=wa", *JOB, env=OFFLINE
+    )
+    run_cli("stitch", "--multirun", "layer_pair.front=conv4", "sweep_name=wb", *JOB, env=OFFLINE)
+    first = _runs(tmp_path / "multirun" / "stitch" / "wa")
+    second = _runs(tmp_path / "multirun" / "stitch" / "wb")
+    assert len(first) == 2 and len(second) == 1
+    for identity, (record, run) in {**first, **second}.items():
+        assert record["status"] == "ok", record.get("error")
+        for config in (record["config"], run["config"]):  # what ran: the override folded in
+            assert config["matching"]["ridge"] == 0.25 and "matching_overrides" not in config
+        assert job_id(record["config"]) == identity == record["identity"]  # identity of what ran
+        assert run["group"] == record["config"]["sweep_name"]
+        assert f"sweep:{run['group']}" in run["tags"]
+        assert run["id"] == run_id("stitch", identity, "stitchwork", run["group"])
+    names = {run["name"] for _, run in first.values()}
+    assert names == {"layer_pair.front=conv4", "layer_pair.front=conv5"}  # only what varies
+    (shared,) = set(first) & set(second)  # the same job in two sweeps: two runs, never one
+    assert first[shared][1]["id"] != second[shared][1]["id"]
+
+
+def test_the_effective_config_changes_the_identity():
+    base = {"matching": {"_target_": "x.task_loss", "epochs": 30}, "seed": 0}
+    folded = {**base, "matching_overrides": {"task_loss": {"epochs": 3}}}
+    effective = {**base, "matching": {**base["matching"], "epochs": 3}}
+    assert job_id(folded) == job_id(effective) != job_id(base)
