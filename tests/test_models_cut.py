@@ -7,7 +7,16 @@ import torch
 import torchvision
 
 from stitchwork.cut import UnknownCutPointError, cut_point_shapes, split
-from stitchwork.models import MLP, ResNet20, Tiny10, TVResNet18, vgg11, vgg16
+from stitchwork.models import (
+    MLP,
+    ResNet20,
+    Tiny10,
+    TVResNet18,
+    torchvision_model,
+    vgg11,
+    vgg16,
+    vit_tiny,
+)
 
 MODELS = {
     "mlp": lambda: MLP((1, 8, 8), 10, depth=3, width=32),
@@ -20,6 +29,11 @@ MODELS = {
     "vgg11-bn": lambda: vgg11((1, 8, 8), 10, width=0.25),
     "vgg16-ln": lambda: vgg16((3, 32, 32), 10, width=0.125, norm="ln"),
     "tv_resnet18": lambda: TVResNet18((3, 32, 32), 10, small_input=True),
+    # outside models, split by torch.fx at module paths (tests/test_models_outside.py)
+    "torchvision-resnet18": lambda: torchvision_model((3, 32, 32), 10, "resnet18"),
+    "torchvision-resnet18-digits": lambda: torchvision_model((1, 8, 8), 10, "resnet18"),
+    "torchvision-mobilenet_v3_small": lambda: torchvision_model((3, 32, 32), 10, "mobilenet_v3_small"),
+    "vit_tiny": lambda: vit_tiny((1, 16, 16), 10),
 }
 
 
