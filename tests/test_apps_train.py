@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from stitchwork.apps.logging import run_id
+
 FAST = ["trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
 
 
@@ -84,7 +86,7 @@ def test_wandb_offline_sweep_writes_one_run_per_job_with_the_logged_keys(run_cli
         runs = list((job_dir / "wandb").glob("offline-run-*"))
         assert len(runs) == 1  # one run per job, finished before the next job starts
         (run_file,) = runs[0].glob("run-*.wandb")
-        assert run_file.name == f"run-train-{job_dir.name}.wandb"  # run id from the job id
+        assert run_file.name == f"run-{run_id('train', job_dir.name, 'stitchwork', 'wb')}.wandb"  # job + sweep
         content = run_file.read_bytes()
         for key in (b"train/loss", b"val/acc", b"test_acc", b'"wb"'):  # curves, metrics, group
             assert key in content, key

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
+import numpy as np
 import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from stitchwork.apps.config import job_id
 from stitchwork.apps.logging import run_id
@@ -56,3 +61,30 @@ def test_the_effective_config_changes_the_identity():
     folded = {**base, "matching_overrides": {"task_loss": {"epochs": 3}}}
     effective = {**base, "matching": {**base["matching"], "epochs": 3}}
     assert job_id(folded) == job_id(effective) != job_id(base)
+
+
+def test_report_syncs_finished_jobs_to_wandb_idempotently(run_cli, tmp_path):
+    none = [a for a in JOB if a != "logger=wandb"]
+    run_cli("stitch", "--multirun", "layer_pair.front=conv4,conv5", "sweep_name=ws", *none)
+    sweep = tmp_path / "multirun" / "stitch" / "ws"
+    assert not list(sweep.rglob("*.wandb"))  # logger=none: nothing reached W&B
+    records = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    figure = next(iter(records))
+    plt.imsave(sweep / figure / "curve.png", np.eye(8))  # a figure beside one record
+    for _ in range(2):  # a re-sync resumes the same runs
+        run_cli("report", f"dirs=[{sweep}]", "logger=wandb", env=OFFLINE)
+    for identity, record in records.items():
+        runs = [
+            read_run(p)
+            for p in sorted((sweep / "report" / "wandb_sync" / identity).rglob("run-*.wandb"))
+        ]
+        assert len(runs) == 2 and runs[0]["id"] == runs[1]["id"] == run_id(
+            "stitch", identity, "stitchwork", "ws"
+        )
+        run = runs[0]
+        front = record["config"]["layer_pair"]["front"]  # back defaults to front: both vary
+        assert run["name"] == f"layer_pair.back={front},layer_pair.front={front}"
+        assert run["config"]["matching"]["ridge"] == 0.25 and run["group"] == "ws"
+        assert run["summary"]["stitched_acc"] == record["metrics"]["stitched_acc"]
+        images = [f for f in run["files"] if f.startswith("media/images/curve")]
+        assert bool(images) == (identity == figure)

@@ -43,7 +43,7 @@ def records(path: Path) -> list[Any]:
 
 def read_run(path: Path) -> dict:
     """id, name, group, tags, config (plain), history keys and files of one offline run."""
-    run: dict[str, Any] = {"config": {}, "history": [], "files": []}
+    run: dict[str, Any] = {"config": {}, "history": [], "files": [], "summary": {}}
     for record in records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -56,6 +56,9 @@ def read_run(path: Path) -> dict:
         elif kind == "history":
             run["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
                                    for i in record.history.item})  # fmt: skip
+        elif kind == "summary":
+            run["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                   for i in record.summary.update})  # fmt: skip
         elif kind == "files":
             run["files"] += [f.path for f in record.files.files]
     return run

@@ -97,7 +97,7 @@ def summarise_sweep(exit_code: int) -> int:
     if SweepGuard.sweep_dir is None:
         return exit_code
     sweep = Path(SweepGuard.sweep_dir)
-    records = _records(sweep)
+    records = job_records(sweep)
     expected = SweepGuard.expected
     if expected is not None:
         wanted = {identity: " ".join(o) for o, identity in expected}
@@ -131,7 +131,8 @@ def summarise_sweep(exit_code: int) -> int:
     return exit_code or (1 if bad else 0)
 
 
-def _records(sweep: Path) -> dict[str, tuple[Path, dict]]:
+def job_records(sweep: Path) -> dict[str, tuple[Path, dict]]:
+    """Per job identity under ``sweep``: its folder and results record (``unreadable`` if so)."""
     found: dict[str, tuple[Path, dict]] = {}
     for path in sorted(sweep.rglob(RESULTS_FILE)) if sweep.exists() else []:
         try:

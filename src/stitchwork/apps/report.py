@@ -2,6 +2,7 @@
 
     stitchwork-report 'dirs=[multirun/stitch/default]'
     stitchwork-report 'dirs=[multirun/stitch/a,multirun/stitch/b]' logger=wandb   # also to W&B
+    # logger=wandb also logs one run per finished job from its results.json (sync_jobs=false: not)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .config import to_plain
 from .config_check import check_config
 from .entry import hydra_entry
 from .logging import open_logger
+from .sync import sync_jobs
 from .validate import UserError
 
 log = logging.getLogger("stitchwork")
@@ -54,6 +56,9 @@ def _export(cfg: DictConfig, out: Path, rows: list[dict], figures: list[str]) ->
     """Mirror the table and figures to the configured logger (W&B: one ``report`` run)."""
     if cfg.logger.get("kind", "none") != "wandb":
         return
+    if cfg.get("sync_jobs", True):
+        ids = sync_jobs(cfg.logger, [Path(d) for d in cfg.dirs], out)
+        log.info("synced %d finished jobs to W&B (offline files under %s/wandb_sync)", len(ids), out)
     name = "report-" + content_hash(sorted(str(d) for d in cfg.dirs), length=8)
     logger = open_logger(cfg.logger, out_dir=out, app="report", job_id=name,
                          group=cfg.get("sweep_name", "report"), config=to_plain(cfg, skip=("hydra",)))
