@@ -88,3 +88,16 @@ def test_report_syncs_finished_jobs_to_wandb_idempotently(run_cli, tmp_path):
         assert run["summary"]["stitched_acc"] == record["metrics"]["stitched_acc"]
         images = [f for f in run["files"] if f.startswith("media/images/curve")]
         assert bool(images) == (identity == figure)
+    (report_log,) = sorted((sweep / "report" / "wandb").glob("offline-run-*/run-report-*.wandb"))[
+        -1:
+    ]
+    report = read_run(report_log)
+    assert report["group"] == "ws"  # the report run joins the sweep's group
+    (table,) = [f for f in report["files"] if f.startswith("media/table/matrix/stitched_acc/")]
+    cells = json.loads((report_log.parent / "files" / table).read_text())
+    fronts = {
+        row[0]: dict(zip(cells["columns"][1:], row[1:], strict=True)) for row in cells["data"]
+    }
+    for record in records.values():
+        front = record["config"]["layer_pair"]["front"]
+        assert fronts[front][f"back {front}"] == record["metrics"]["stitched_acc"]

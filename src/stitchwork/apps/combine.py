@@ -78,7 +78,7 @@ def transitivity_mode(job: Job, ends: Endpoints) -> dict:
                 metrics[f"{path}_barrier_{quantity}_{kind}"] = value
     print_table("transitivity: loss barriers (max)", ("path", "barrier"),
                 [(p, v["barriers"][f"{cfg.split}_loss"]["max"]) for p, v in out.items()])
-    plot_curves(metrics["curves"], job.out_dir / "transitivity.png")
+    job.logger.log_images({"transitivity": str(plot_curves(metrics["curves"], job.out_dir / "transitivity.png"))})
     return metrics
 
 
