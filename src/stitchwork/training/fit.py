@@ -61,6 +61,10 @@ def fit_classifier(
     if recipe.epochs == 0:  # a loaded model (recipe=pretrained): measured as it is, never trained
         data.setup("fit")
         return {"wall_time_s": 0.0, "resumed": False, "trained": False, **split_metrics(net, data)}
+    if recipe.ssl is not None:
+        from .ssl import fit_ssl
+
+        return fit_ssl(net, data, recipe, seed=seed, trainer_options=trainer_options)
     L.seed_everything(seed, workers=True, verbose=False)
     preemption = None if checkpoint_dir is None else PreemptionCheckpoint(checkpoint_dir, corrupt_dir=corrupt_dir)
     options = _trainer_options(recipe, trainer_options, logger, preemption)

@@ -16,6 +16,10 @@ SCHEDULES = ("constant", "cosine", "step")
 class TrainRecipe:
     """How to train: optimizer, learning-rate schedule, epochs, batch size, precision.
 
+    With ``ssl`` (a mapping of :class:`~stitchwork.training.ssl.SSLOptions`) the model is a
+    self-supervised donor: the other settings drive its contrastive phase, then a linear
+    probe fits its head (:func:`~stitchwork.training.ssl.fit_ssl`).
+
     ``schedule="step"`` multiplies the rate by 0.1 at 1/3 and 2/3 of training (the
     recipe of Csiszárik et al. 2021); ``"cosine"`` anneals to zero. Both follow a linear
     warm-up of ``warmup_epochs`` when it is positive. Schedules step every batch.
@@ -32,6 +36,7 @@ class TrainRecipe:
     batch_size: int = 128
     precision: str = "32-true"
     label_smoothing: float = 0.0
+    ssl: dict | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -48,18 +53,39 @@ class TrainRecipe:
                 f"recipe.warmup_epochs and recipe.weight_decay must be >= 0, got "
                 f"{self.warmup_epochs!r} and {self.weight_decay!r}"
             )
+        if self.ssl is not None:
+            from .ssl import SSLOptions
+
+            SSLOptions.from_dict(dict(self.ssl))
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainRecipe:
         """Build from a mapping, rejecting unknown keys by name."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown recipe keys {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+        return build_checked(cls, values, "recipe")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The recipe as data; ``ssl`` appears only when set, so supervised keys never change.
+
+        A set ``ssl`` block is completed with its defaults, so spelling out a default value
+        and leaving it out name the same model.
+        """
+        out = asdict(self)
+        if self.ssl is None:
+            del out["ssl"]
+        else:
+            from .ssl import SSLOptions
+
+            out["ssl"] = SSLOptions.from_dict(dict(self.ssl)).to_dict()
+        return out
+
+
+def build_checked(cls: type, values: dict, label: str):
+    """``cls(**values)`` for a dataclass, refusing unknown keys by name (``label`` in the message)."""
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {label} keys {unknown}; valid: {', '.join(sorted(known))}")
+    return cls(**values)
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
