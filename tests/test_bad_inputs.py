@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from stitchwork.apps.config import conf_dir, register_resolvers
 from stitchwork.apps.config_check import check_config
 from stitchwork.apps.failures import USER_ERROR_EXIT, print_failure, user_message
-from stitchwork.apps.validate import UserError
+from stitchwork.apps.validate import UserError, is_user_error
 from stitchwork.data import DatasetCorruptError, VisionData
 
 from .real_format_files import write_cifar10
@@ -105,7 +105,8 @@ CONFIG_CASES = [
     ("train", ["recipe.optimizer=foo"], "recipe.optimizer must be one of sgd, adam, adamw, got 'foo'"),
     ("train", ["recipe.momentum=nan"], "recipe.momentum must be a finite number >= 0, got nan"),
     ("train", ["+recipe.foo=1"], "recipe.foo is not an option here; valid: batch_size, epochs, label_smoothing, "
-     "lr, momentum, nesterov, optimizer, precision, schedule, warmup_epochs, weight_decay"),
+     "lr, momentum, nesterov, optimizer, precision, schedule, ssl, warmup_epochs, weight_decay"),
+    ("train", ["recipe=simclr", "recipe.ssl.temperature=0"], "recipe.ssl.temperature must be a positive finite number, got 0"),
     ("train", ["data.batch_size=abc"], "data.batch_size must be an integer >= 1, got 'abc'"),
     ("train", ["data.val_size=1.5"], "data.val_size must be a count >= 0 or a fraction in [0, 1), got 1.5"),
     ("train", ["data.train_subset=0"], "data.train_subset must be null, a count >= 1 or a fraction in (0, 1], got 0"),
@@ -158,6 +159,17 @@ def test_config_checks_name_the_key_and_what_is_valid(app, overrides, message):
     with pytest.raises(UserError) as caught:
         check_config(_compose(app, overrides))
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["recipe.ssl.drop=1.0"], "recipe.ssl.drop must be in [0, 1), got 1.0"),
+    (["+recipe.ssl.tau=1"], "unknown recipe.ssl keys ['tau']; valid: drop, noise, probe_epochs, probe_lr, "
+     "proj_dim, proj_hidden, scale, shift, temperature"),
+])  # fmt: skip
+def test_recipe_ssl_checks_are_user_errors_naming_the_key(overrides, message):
+    with pytest.raises(ValueError) as caught:
+        check_config(_compose("train", ["recipe=simclr", *overrides]))
+    assert is_user_error(caught.value) and str(caught.value) == message
 
 
 @pytest.mark.parametrize("app", ["train", "stitch", "compare", "rebasin", "combine", "visualize", "report", "layers"])
