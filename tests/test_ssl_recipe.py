@@ -147,3 +147,19 @@ def test_trainer_options_the_ssl_loop_would_ignore_are_refused():
     with pytest.raises(ValueError, match="trainer.limit_train_batches=1 is not supported with recipe.ssl"):
         fit_classifier(MLP((1, 8, 8), 10, depth=1, width=8), Digits(train_subset=50), recipe,
                        trainer_options={"limit_train_batches": 1})
+
+
+def test_ssl_recipe_trains_a_torchvision_resnet18():
+    from stitchwork.models.outside import torchvision_model
+
+    cfg = _load(CONF)
+    cfg.update(epochs=2, batch_size=64)
+    cfg["ssl"]["probe_epochs"] = 5
+    data = Digits(image_size=16, train_subset=200)
+    data.setup()
+    torch.manual_seed(0)
+    net = torchvision_model(data.input_shape, 10, "resnet18")  # encoder: conv1..avgpool, probe: fc
+    metrics = fit_classifier(net, data, TrainRecipe.from_dict(cfg), seed=0)
+    # measured (seed 0, 1 thread): NT-Xent 4.20 -> 3.89, probe test accuracy 0.61
+    assert metrics["ssl_loss"][-1] < metrics["ssl_loss"][0] - MARGIN_LOSS, metrics["ssl_loss"]
+    assert metrics["test_acc"] > 0.1 + 0.15, metrics["test_acc"]
