@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-SPATIAL_POLICIES = ("flatten", "samples", "avgpool")
+SPATIAL_POLICIES = ("flatten", "samples", "avgpool", "mean_tokens", "cls")
+#: Policies that only token activations ``(n, tokens, d)`` take.
+TOKEN_POLICIES = ("mean_tokens", "cls")
 
 
 class SimilarityInputError(ValueError):
@@ -47,6 +49,10 @@ def spatial_features(X: torch.Tensor, spatial: str | None, name: str = "X") -> t
       then need the same ``h*w`` so that rows pair up);
     - ``"avgpool"``: global average over positions, ``(n, c)``.
 
+    Token activations ``(n, t, d)`` (transformer blocks) take the same policies, tokens being
+    the positions (``"flatten"``: ``(n, t*d)``; ``"samples"``: ``(n*t, d)``; ``"avgpool"`` or
+    ``"mean_tokens"``: the mean token ``(n, d)``), and ``"cls"``: the first (CLS) token ``(n, d)``.
+
     Raises
     ------
     SimilarityInputError
@@ -58,9 +64,16 @@ def spatial_features(X: torch.Tensor, spatial: str | None, name: str = "X") -> t
         )
     if X.ndim == 2:
         return X
+    if X.ndim == 3:
+        return _token_features(X, spatial, name)
     if X.ndim != 4:
         raise SimilarityInputError(
-            f"{name} must be (n, d) or a conv map (n, c, h, w), got shape {tuple(X.shape)}"
+            f"{name} must be (n, d), tokens (n, t, d) or a conv map (n, c, h, w), got shape {tuple(X.shape)}"
+        )
+    if spatial in TOKEN_POLICIES:
+        raise SimilarityInputError(
+            f"spatial={spatial!r} is for token activations (n, t, d), but {name} is a conv map of shape "
+            f"{tuple(X.shape)}; use one of flatten, samples, avgpool"
         )
     if spatial is None:
         raise SimilarityInputError(
@@ -73,6 +86,23 @@ def spatial_features(X: torch.Tensor, spatial: str | None, name: str = "X") -> t
     if spatial == "samples":
         return X.permute(0, 2, 3, 1).reshape(n * h * w, c)  # (n, c, h, w) -> (n*h*w, c)
     return X.mean(dim=(2, 3), dtype=torch.float64)  # (n, c, h, w) -> (n, c)
+
+
+def _token_features(X: torch.Tensor, spatial: str | None, name: str) -> torch.Tensor:
+    """``(n, t, d)`` token activations as a matrix under ``spatial``."""
+    if spatial is None:
+        raise SimilarityInputError(
+            f"{name} holds token activations of shape {tuple(X.shape)}; pass spatial= one of "
+            f"{', '.join(SPATIAL_POLICIES)} (no implicit reshape)"
+        )
+    n, t, d = X.shape
+    if spatial == "flatten":
+        return X.reshape(n, t * d)  # (n, t, d) -> (n, t*d)
+    if spatial == "samples":
+        return X.reshape(n * t, d)  # (n, t, d) -> (n*t, d)
+    if spatial == "cls":
+        return X[:, 0]  # (n, t, d) -> (n, d)
+    return X.mean(dim=1, dtype=torch.float64)  # (n, t, d) -> (n, d)
 
 
 def check_finite(X: torch.Tensor, name: str = "X") -> None:

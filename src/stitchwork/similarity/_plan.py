@@ -114,15 +114,17 @@ def _feature_dim(key: Key, shape: tuple, spatial: str | None) -> int:
     """Features per row of a cut point's output after the spatial policy."""
     if len(shape) == 1:
         return int(shape[0])
-    if len(shape) != 3:
+    if len(shape) not in (2, 3):
         raise SimilarityInputError(
-            f"cut point {key[1]!r} gives examples of shape {shape}; need (d,) or (c, h, w)"
+            f"cut point {key[1]!r} gives examples of shape {shape}; need (d,), tokens (t, d) or (c, h, w)"
         )
     if spatial is None:
         raise SimilarityInputError(
             f"cut point {key[1]!r} is a conv map {shape}; pass spatial= one of "
             f"{', '.join(SPATIAL_POLICIES)}"
         )
+    if len(shape) == 2:  # tokens (t, d)
+        return shape[0] * shape[1] if spatial == "flatten" else shape[1]
     c, h, w = shape
     return c * h * w if spatial == "flatten" else c
 
@@ -132,7 +134,7 @@ def _check_positions(rows: list[Key], cols: list[Key], shapes: dict[Key, tuple])
 
     def positions(k: Key) -> int:
         s = shapes[k]
-        return s[1] * s[2] if len(s) == 3 else 1
+        return s[1] * s[2] if len(s) == 3 else s[0] if len(s) == 2 else 1
 
     bad = [f"{u[1]}×{v[1]}" for u in rows for v in cols if positions(u) != positions(v)]
     if bad:

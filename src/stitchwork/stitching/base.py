@@ -103,24 +103,29 @@ class StitchLayer(nn.Module, abc.ABC):
     flattens: bool = False
     #: Whether the layer must be fitted from activation statistics before it can be trained.
     needs_direct_init: bool = False
+    #: Whether the layer maps token activations ``(tokens, d)`` token by token.
+    tokens: bool = False
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], resize: bool = False):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.out_shape = tuple(int(s) for s in out_shape)
         self.resize = bool(resize)
-        if not self.flattens:
+        if self.tokens:
+            check_token_shapes(self.kind, self.in_shape, self.out_shape)
+        elif not self.flattens:
             check_channel_shapes(self.kind, self.in_shape, self.out_shape, self.resize)
 
     # -- sizes -----------------------------------------------------------------------
     @property
     def in_features(self) -> int:
-        """Width of the map's input: channels (channel map) or all entries (flatten map)."""
-        return math.prod(self.in_shape) if self.flattens else self.in_shape[0]
+        """Width of the map's input: channels (channel map), token width (token map) or all
+        entries (flatten map)."""
+        return math.prod(self.in_shape) if self.flattens else self.in_shape[-1 if self.tokens else 0]
 
     @property
     def out_features(self) -> int:
-        return math.prod(self.out_shape) if self.flattens else self.out_shape[0]
+        return math.prod(self.out_shape) if self.flattens else self.out_shape[-1 if self.tokens else 0]
 
     # -- the map ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,10 +157,13 @@ class StitchLayer(nn.Module, abc.ABC):
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """Samples × features view used by the direct fit and the residual metrics.
 
-        Channel maps: ``(n, c, h, w) -> (n*h*w, c)``; flatten maps: ``(n, ...) -> (n, prod)``.
+        Channel maps: ``(n, c, h, w) -> (n*h*w, c)``; token maps: ``(n, t, d) -> (n*t, d)``;
+        flatten maps: ``(n, ...) -> (n, prod)``.
         """
         if self.flattens:
             return t.reshape(t.shape[0], -1)
+        if self.tokens:
+            return t.reshape(-1, t.shape[-1])
         if t.ndim == 4:
             return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
         return t
@@ -168,6 +176,12 @@ def check_channel_shapes(
     kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], resize: bool
 ) -> None:
     """Raise a :class:`StitchShapeError` unless a channel map can join the two shapes."""
+    if len(in_shape) == 2 or len(out_shape) == 2:
+        raise StitchShapeError(
+            f"stitch {kind!r} maps flat (d,) or conv (c, h, w) activations, but {in_shape} -> "
+            f"{out_shape} holds token activations (tokens, d); choose stitch=token_linear (one "
+            "affine map applied to every token) or stitch=flatten_linear (whole examples)"
+        )
     if len(in_shape) not in (1, 3) or len(out_shape) not in (1, 3):
         raise StitchShapeError(
             f"stitch {kind!r} needs flat (d,) or conv (c, h, w) activations, got "
@@ -183,6 +197,20 @@ def check_channel_shapes(
         raise StitchShapeError(
             f"spatial sizes differ: A gives {in_shape}, B expects {out_shape}; set "
             f"stitch.resize=true to resize A's map bilinearly to {out_shape[1:]}"
+        )
+
+
+def check_token_shapes(kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+    """A token map joins ``(tokens, d_a)`` to ``(tokens, d_b)``: same token count, any widths."""
+    if len(in_shape) != 2 or len(out_shape) != 2:
+        raise StitchShapeError(
+            f"stitch {kind!r} maps token activations (tokens, d), got {in_shape} -> {out_shape}; "
+            "use stitch=affine for conv or flat activations, stitch=flatten_linear to join the two kinds"
+        )
+    if in_shape[0] != out_shape[0]:
+        raise StitchShapeError(
+            f"stitch {kind!r} maps token by token, but A gives {in_shape[0]} tokens {in_shape} and B "
+            f"expects {out_shape[0]} {out_shape}; use stitch=flatten_linear to map whole examples"
         )
 
 
