@@ -73,7 +73,7 @@ def test_unknown_measure_lists_valid_names():
 def test_spatial_policies_reshape_as_documented():
     g = torch.Generator().manual_seed(1)
     X = torch.randn(6, 3, 2, 5, generator=g)
-    assert SPATIAL_POLICIES == ("flatten", "samples", "avgpool")
+    assert SPATIAL_POLICIES == ("flatten", "samples", "avgpool", "mean_tokens", "cls")
     torch.testing.assert_close(spatial_features(X, "flatten"), X.reshape(6, 30))
     samples = spatial_features(X, "samples")
     assert samples.shape == (60, 3)
@@ -89,8 +89,10 @@ def test_spatial_policy_errors_name_the_values():
         linear_cka(X, X, spatial="pool")
     with pytest.raises(SimilarityInputError, match=r"\(8, 3, 2, 2\).*spatial="):
         linear_cka(X, X)
-    with pytest.raises(SimilarityInputError, match=r"shape \(8, 3, 4\)"):
-        linear_cka(X.reshape(8, 3, 4), X.reshape(8, 3, 4), spatial="flatten")
+    with pytest.raises(SimilarityInputError, match=r"shape \(8, 3, 4, 1, 1\)"):
+        linear_cka(X.reshape(8, 3, 4, 1, 1), X.reshape(8, 3, 4, 1, 1), spatial="flatten")
+    with pytest.raises(SimilarityInputError, match=r"'cls' is for token activations .* conv map of shape \(8, 3, 2, 2\)"):
+        linear_cka(X, X, spatial="cls")
     with pytest.raises(SimilarityInputError, match="multiplies n by h\\*w"):
         linear_cka(X, torch.randn(8, 3, 4, 4), spatial="samples")
 

@@ -17,7 +17,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 @pytest.mark.parametrize("path", sorted((CONF / "stitch").glob("*.yaml")), ids=lambda p: p.stem)
 def test_stitch_config_builds_its_layer(path):
     factory = instantiate(OmegaConf.load(path))
-    layer = factory((16, 4, 4), (16, 4, 4))
+    shape = (5, 16) if factory.func.tokens else (16, 4, 4)  # token stitches take (tokens, d)
+    layer = factory(shape, shape)
     assert isinstance(layer, StitchLayer) and layer.kind == path.stem
 
 
