@@ -179,7 +179,8 @@ def test_fit_classifier_measures_on_the_training_device_and_returns_the_model_wh
 
 
 STITCH_ACCURACIES = ("stitched_acc", "acc_a", "acc_b", "agreement_b")
-STITCH_CONTINUOUS = ("dm_residual_fit", "dm_residual_test", "cka_stitched_target", "kl_b", "ood_score")
+STITCH_CONTINUOUS = ("dm_residual_fit", "dm_residual_test", "dm_residual_centered_fit", "dm_residual_centered_test",
+                     "cka_stitched_target", "kl_b", "ood_score")
 
 
 @pytest.mark.parametrize(("kind", "options"), [
