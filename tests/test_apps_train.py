@@ -44,7 +44,7 @@ def test_multirun_records_a_failed_job_and_runs_its_siblings(run_cli, tmp_path):
     proc = run_cli("train", "--multirun", "model=mlp", "recipe.epochs=2", "recipe.lr=0.05,1e30", *FAST,
                    "sweep_name=lr", check=False)
     assert proc.returncode != 0  # Hydra reports the failure after the sweep
-    assert "2 jobs: 1 ok (0 already done, skipped), 1 failed." in proc.stderr  # the closing summary
+    assert "2 jobs: 1 ok, 0 skipped as done, 1 failed, 0 interrupted." in proc.stderr  # the closing summary
     assert "failed: NonFiniteLossError" in proc.stderr
     records = _results(tmp_path / "multirun" / "train" / "lr")
     assert sorted(r["status"] for r in records) == ["failed", "ok"]

@@ -64,7 +64,7 @@ def test_multirun_interrupted_by_sigterm_stops_with_summary_and_nonzero_exit(tmp
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
     assert [r["status"] for r in _records(tmp_path / "multirun")] == ["interrupted"]
-    assert "3 jobs: 0 ok (0 already done, skipped), 1 interrupted, 2 never started" in out
+    assert "3 jobs: 0 ok, 0 skipped as done, 0 failed, 1 interrupted, 2 never started" in out
     assert out.count("never started") == 3 and "interrupted: stopped by SIGTERM" in out
 
 

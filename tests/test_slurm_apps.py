@@ -42,7 +42,7 @@ def test_sweep_records_a_failed_job_reports_and_reruns_nothing(slurm_cluster, tm
     argv = _sweep(slurm_cluster, tmp_path, "recipe.epochs=1", "recipe.lr=0.05,1e30", "sweep_name=slurm")
     done = run_multirun(argv, cwd=tmp_path, timeout_s=300, add_conf_searchpath=False)
     assert done.returncode != 0  # one job failed; Hydra reports it once the array is done
-    assert "2 jobs: 1 ok (0 already done, skipped), 1 failed." in done.stderr
+    assert "2 jobs: 1 ok, 0 skipped as done, 1 failed, 0 interrupted." in done.stderr
     records = _records(sweep)
     assert sorted(r["status"] for r in records.values()) == ["failed", "ok"]
     assert "NonFiniteLossError" in next(r for r in records.values() if r["status"] == "failed")["error"]
@@ -75,7 +75,7 @@ def test_killed_job_ends_the_sweep_with_a_report_not_a_hang(slurm_cluster, tmp_p
         launcher.kill()
         pytest.fail("the launcher hung after a job was cancelled")
     assert launcher.returncode != 0
-    assert "2 jobs: 1 ok (0 already done, skipped), 1 interrupted." in err  # scancel sends SIGTERM
+    assert "2 jobs: 1 ok, 0 skipped as done, 0 failed, 1 interrupted." in err  # scancel sends SIGTERM
     assert "interrupted: stopped by SIGTERM" in err
     statuses = sorted(r["status"] for r in _records(sweep).values())
     assert statuses == ["interrupted", "ok"]  # the sibling's result is kept
@@ -102,6 +102,6 @@ def test_cancelled_task_is_told_apart_from_a_sibling_that_still_runs(slurm_clust
         assert launcher.returncode != 0
         assert "interrupted: stopped by SIGTERM" in err
         assert "still running (pid" in err and f"SLURM job {tasks[1]}" in err, err
-        assert "2 jobs: 0 ok (0 already done, skipped), 1 interrupted, 1 running." in err
+        assert "2 jobs: 0 ok, 0 skipped as done, 0 failed, 1 interrupted, 1 running." in err
     finally:
         subprocess.run(["scancel", *tasks], timeout=30, check=False)

@@ -65,8 +65,12 @@ def test_the_effective_config_changes_the_identity():
 
 def test_report_syncs_finished_jobs_to_wandb_idempotently(run_cli, tmp_path):
     none = [a for a in JOB if a != "logger=wandb"]
-    run_cli("stitch", "--multirun", "layer_pair.front=conv4,conv5", "sweep_name=ws", *none)
+    sweep_args = ["stitch", "--multirun", "layer_pair.front=conv4,conv5", "sweep_name=ws", *none]
+    done = run_cli(*sweep_args)
     sweep = tmp_path / "multirun" / "stitch" / "ws"
+    rel = "multirun/stitch/ws"  # the summary names the sweep folder as Hydra has it
+    assert f"Sweep {rel}: 2 jobs: 2 ok, 0 skipped as done, 0 failed, 0 interrupted." in done.stderr
+    assert f"stitchwork-report 'dirs=[{rel}]' writes {rel}/report/" in done.stderr
     assert not list(sweep.rglob("*.wandb"))  # logger=none: nothing reached W&B
     records = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
     figure = next(iter(records))
@@ -101,3 +105,6 @@ def test_report_syncs_finished_jobs_to_wandb_idempotently(run_cli, tmp_path):
     for record in records.values():
         front = record["config"]["layer_pair"]["front"]
         assert fronts[front][f"back {front}"] == record["metrics"]["stitched_acc"]
+    again = run_cli(*sweep_args)
+    assert "2 jobs: 0 ok, 2 skipped as done, 0 failed, 0 interrupted." in again.stderr
+    assert f"report (tables, figures): {rel}/report/" in again.stderr

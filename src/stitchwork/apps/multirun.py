@@ -45,7 +45,10 @@ class SweepGuard(Callback):
         if collisions:
             SweepGuard.sweep_dir = None  # nothing ran: nothing to summarise
             n_identities = len({identity for _, identity in jobs})
-            print(collision_message(collisions, len(jobs), n_identities, RUNTIME_KEYS), file=sys.stderr)
+            print(
+                collision_message(collisions, len(jobs), n_identities, RUNTIME_KEYS),
+                file=sys.stderr,
+            )
             raise SystemExit(2)  # a callback's Exception would only be a warning
         SweepGuard.expected = jobs
 
@@ -114,20 +117,35 @@ def summarise_sweep(exit_code: int) -> int:
             lines.append(f"  {path}: {_explain(path, record)}")
     for identity, label in missing:
         lines.append(f"  job {identity} [{label}]: never started")
-    done_before = sum(1 for _, r in records.values() if r.get("status") == "ok"
-                      and (r.get("started") or 0) < (SweepGuard.started or 0))
+    done_before = sum(
+        1
+        for _, r in records.values()
+        if r.get("status") == "ok" and (r.get("started") or 0) < (SweepGuard.started or 0)
+    )
     bad = len(lines)
     total = len(records) + len(missing)
-    parts = [f"{counts.get('ok', 0)} ok ({done_before} already done, skipped)"]
-    parts += [f"{n} {s}" for s, n in sorted(counts.items()) if s != "ok"]
+    parts = [f"{counts.get('ok', 0) - done_before} ok", f"{done_before} skipped as done",
+             f"{counts.get('failed', 0)} failed", f"{counts.get('interrupted', 0)} interrupted"]  # fmt: skip
+    parts += [
+        f"{n} {s}" for s, n in sorted(counts.items()) if s not in ("ok", "failed", "interrupted")
+    ]
     if missing:
         parts.append(f"{len(missing)} never started")
     print(f"\nSweep {sweep}: {total} jobs: {', '.join(parts)}.", file=sys.stderr)
     if lines:
         print("Jobs that are not ok:", *lines, sep="\n", file=sys.stderr)
-        print("Finished jobs are kept; rerunning the same command runs only the others.", file=sys.stderr)
-    print(f"Results: {sweep}/<job id>/{RESULTS_FILE}; tables and figures: "
-          f"stitchwork-report 'dirs=[{sweep}]'", file=sys.stderr)
+        print(
+            "Finished jobs are kept; rerunning the same command runs only the others.",
+            file=sys.stderr,
+        )
+    report = sweep / "report"
+    where = (
+        f"{report}/" if report.is_dir() else f"stitchwork-report 'dirs=[{sweep}]' writes {report}/"
+    )
+    print(
+        f"Results: {sweep}/<job id>/{RESULTS_FILE}; report (tables, figures): {where}",
+        file=sys.stderr,
+    )
     return exit_code or (1 if bad else 0)
 
 
@@ -155,7 +173,9 @@ def _explain(path: Path, record: dict) -> str:
     if state in ("RUNNING", "PENDING", "COMPLETING", "REQUEUED", "SUSPENDED"):
         return f"still running (SLURM job {process['slurm_job']} is {state})"
     if state:
-        return f"ended without a result (SLURM job {process['slurm_job']}: {state}); a rerun redoes it"
+        return (
+            f"ended without a result (SLURM job {process['slurm_job']}: {state}); a rerun redoes it"
+        )
     return f"ended without a result: its process ({describe(process)}) is gone; a rerun redoes it"
 
 
@@ -163,12 +183,16 @@ def _slurm_state(slurm_job: str | None) -> str | None:
     """The job's SLURM state from squeue (live) or sacct (ended); None without SLURM."""
     if not slurm_job:
         return None
-    for cmd in (["squeue", "-h", "-j", slurm_job, "-o", "%T"],
-                ["sacct", "-n", "-X", "-P", "-j", slurm_job, "-o", "State"]):
+    for cmd in (
+        ["squeue", "-h", "-j", slurm_job, "-o", "%T"],
+        ["sacct", "-n", "-X", "-P", "-j", slurm_job, "-o", "State"],
+    ):
         if shutil.which(cmd[0]) is None:
             continue
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False).stdout.split()
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=20, check=False
+            ).stdout.split()
         except subprocess.TimeoutExpired:
             continue
         if out:
