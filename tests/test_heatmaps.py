@@ -40,8 +40,19 @@ def _row(front, back, method, acc, residual, status="ok", seed_b=1):
 
 def _planted(method="direct", seed=0):
     """A shuffled front x back sweep whose accuracy is 0.1*i + 0.01*j and residual |i - j|."""
-    rows = [_row(f, b, method, 0.1 * i + 0.01 * j, abs(i - j)) for i, f in enumerate(LAYERS) for j, b in enumerate(LAYERS)]
-    rows[5] = _row(rows[5]["config.layer_pair.front"], rows[5]["config.layer_pair.back"], method, 0, 0, "failed")
+    rows = [
+        _row(f, b, method, 0.1 * i + 0.01 * j, abs(i - j))
+        for i, f in enumerate(LAYERS)
+        for j, b in enumerate(LAYERS)
+    ]
+    rows[5] = _row(
+        rows[5]["config.layer_pair.front"],
+        rows[5]["config.layer_pair.back"],
+        method,
+        0,
+        0,
+        "failed",
+    )
     random.Random(seed).shuffle(rows)
     return rows
 
@@ -81,7 +92,9 @@ def test_sanity_ranks_count_strictly_better_candidates():
     assert [r["self_rank"] for r in ranks] == [1, 2, None]  # a ties with c: still first
     assert [r["best_layer"] for r in ranks] == ["a", "a", "b"]
     assert [r["self_first"] for r in ranks] == [True, False, False]
-    residual = sanity_ranks(LayerMatrix("", "dm_residual_test", ["a", "b", "c"], ["a", "b", "c"], values), False)
+    residual = sanity_ranks(
+        LayerMatrix("", "dm_residual_test", ["a", "b", "c"], ["a", "b", "c"], values), False
+    )
     assert [r["self_rank"] for r in residual] == [2, 2, None]  # a: only 0.8 is lower
     assert residual[1]["best_value"] == 0.6
 
@@ -89,7 +102,10 @@ def test_sanity_ranks_count_strictly_better_candidates():
 def test_heatmap_pngs_decode_with_one_file_per_group(tmp_path):
     rows = _planted("direct") + _planted("task_loss", seed=1) + [{"app": "train", "status": "ok"}]
     paths = stitching_heatmaps(rows, tmp_path)
-    assert sorted(p.name for p in paths) == ["heatmap_matching=direct.png", "heatmap_matching=task_loss.png"]
+    assert sorted(p.name for p in paths) == [
+        "heatmap_matching=direct.png",
+        "heatmap_matching=task_loss.png",
+    ]
     for path in paths:
         image = imread(path)  # (h, w, 4)
         assert image.ndim == 3 and image.shape[1] > image.shape[0] > 100
@@ -128,3 +144,21 @@ def test_no_stitch_rows_no_figures(tmp_path):
 def test_failed_cell_is_nan_not_zero(metric):
     m = layer_matrix(_planted(), metric)
     assert math.isnan(m.values[1, 1]) and not np.isnan(np.delete(m.values.ravel(), 5)).any()
+
+
+def test_heatmap_labels_data_driven_scale_and_best_cell_markers(monkeypatch, tmp_path):
+    import stitchwork.sweep.heatmaps as heatmaps
+
+    figures = []
+    monkeypatch.setattr(heatmaps, "save_figure", lambda fig, path: figures.append(fig) or path)
+    values = np.array([[1.4, 2.7, 2.0], [2.5, np.nan, 1.9]])  # task-loss DM residuals
+    matrix = heatmaps.LayerMatrix(
+        "", "dm_residual_test", ["conv1", "conv2"], ["conv1", "conv2", "conv3"], values
+    )
+    heatmaps.draw_matrices([matrix], tmp_path / "h.png")
+    (fig,) = figures
+    ax, bar = fig.axes
+    assert ax.images[0].get_clim() == (1.4, 2.7)  # not saturated at 1
+    assert ax.get_title() == bar.get_ylabel() == heatmaps.LABELS["dm_residual_test"]
+    best = sorted((p.get_y() + 0.5, p.get_x() + 0.5) for p in ax.patches)
+    assert best == [(0, 0), (1, 2)]  # lower is better: the row minimum, NaN left out

@@ -32,6 +32,13 @@ METRICS = {"stitched_acc": ("viridis", True), "relative_acc": ("viridis", True),
            "penalty": ("magma_r", False), "cka_stitched_target": ("viridis", True),
            "self_rank": ("viridis_r", False)}  # fmt: skip
 
+#: metric -> human label with units (titles and colour bars)
+LABELS = {"stitched_acc": "stitched accuracy (fraction)", "relative_acc": "relative accuracy (stitched / B)",
+          "dm_residual_test": "DM residual, test (‖T(A)−B‖² / ‖B‖²)",
+          "dm_residual_fit": "DM residual, fit (‖T(A)−B‖² / ‖B‖²)",
+          "penalty": "stitching penalty (accuracy points)", "cka_stitched_target": "CKA(stitched, B)",
+          "self_rank": "rank of the layer itself (1 = best)"}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class LayerMatrix:
@@ -189,26 +196,37 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") 
         cmap_name, _ = METRICS.get(m.metric, ("viridis", True))
         cmap = matplotlib.colormaps[cmap_name].with_extremes(bad="0.85")
         data = np.ma.masked_invalid(m.values)
-        # accuracies on [0, 1]; normalised residuals too (1 = no better than B's mean), larger
-        # ones saturate (the cell text gives the number)
-        bounded = m.metric.endswith("acc") or m.metric.startswith("dm_residual")
+        # accuracies on [0, 1]; everything else (DM residuals: task-loss ones reach 1.4-2.7)
+        # on the data's own range, so no cell saturates
+        bounded = m.metric.endswith("acc") and np.nanmax(m.values, initial=0) <= 1
         vmin, vmax = (0.0, 1.0) if bounded else (None, None)
         image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        _mark_best(ax, m.values, METRICS.get(m.metric, ("", True))[1])
         ax.set_xticks(range(len(m.col_labels)), m.col_labels, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(m.row_labels)), m.row_labels, fontsize=7)
         ax.set_xlabel(m.col_axis, fontsize=8)
         ax.set_ylabel(m.row_axis, fontsize=8)
-        ax.set_title(m.title or m.metric, fontsize=9)
+        ax.set_title(LABELS.get(m.title, m.title) or LABELS.get(m.metric, m.metric), fontsize=9)
         finite = m.values[~np.isnan(m.values)]
         form = "{:.0f}" if np.array_equal(finite, np.round(finite)) else "{:.2f}"
         if m.values.size <= 256:
             for (i, j), v in np.ndenumerate(m.values):
                 if not math.isnan(v):
-                    ax.text(j, i, form.format(v), ha="center", va="center", fontsize=5, color="w" if _dark(image, v) else "k")
-        fig.colorbar(image, ax=ax, shrink=0.8, extend="max" if bounded and np.nanmax(m.values, initial=0) > 1 else "neither")
+                    ax.text(j, i, form.format(v), ha="center", va="center", fontsize=7 if m.values.size <= 64 else 5,
+                            color="w" if _dark(image, v) else "k")  # fmt: skip
+        fig.colorbar(image, ax=ax, shrink=0.8).set_label(LABELS.get(m.metric, m.metric), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def _mark_best(ax, values: np.ndarray, higher_is_better: bool) -> None:
+    """A red square on the best cell of each row (for sanity: a layer should prefer itself)."""
+    import matplotlib.patches
+    for i, row in enumerate(values):
+        if np.isfinite(row).any():
+            j = int(np.nanargmax(row) if higher_is_better else np.nanargmin(row))
+            ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.2))
 
 
 def _dark(image, value: float) -> bool:
