@@ -18,15 +18,21 @@ _apply_matching_overrides = apply_matching_overrides
 
 
 def conf_dir() -> Path:
-    """``$STITCHWORK_CONF`` or the repository's ``conf/`` next to ``src/``."""
+    """``$STITCHWORK_CONF``, else the repository's ``conf/`` next to ``src/``, else the wheel's copy.
+
+    A source checkout (editable install) reads the top-level ``conf/`` directly; a wheel ships a
+    copy of it as ``stitchwork/conf`` (``setup.py`` copies it at build time).
+    """
     env = os.environ.get("STITCHWORK_CONF")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "conf"
-    if not (path / "train.yaml").is_file():
-        raise FileNotFoundError(
-            f"stitchwork configs not found at {str(path)!r}; install the repository with "
-            "`pip install -e .` or set STITCHWORK_CONF to its conf/ folder"
-        )
-    return path
+    here = Path(__file__).resolve()
+    candidates = [Path(env)] if env else [here.parents[3] / "conf", here.parents[1] / "conf"]
+    for path in candidates:
+        if (path / "train.yaml").is_file():
+            return path
+    raise FileNotFoundError(
+        f"stitchwork configs not found at {str(candidates[0])!r}; install the repository with "
+        "`pip install -e .` or a wheel, or set STITCHWORK_CONF to its conf/ folder"
+    )
 
 
 def identity_config(cfg: DictConfig | dict) -> dict:
