@@ -160,3 +160,21 @@ def test_the_readme_commands_for_a_downloaded_checkpoint(run_cli, tmp_path):
     metadata = [json.loads(p.read_text()) for p in Path(os.environ["STITCHWORK_ZOO"]).rglob("metadata.json")]
     loaded = [m for m in metadata if m["identity"]["model"].get("name") == "resnet18"]
     assert loaded and all(m["identity"]["model"]["weights_path"]["sha256"] for m in loaded)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("resnet18", {}), ("vit_tiny_patch16_224", {"img_size": 16, "patch_size": 4})])
+def test_timm_models_split_exactly_at_every_cut_point(name, kwargs):
+    pytest.importorskip("timm", reason="the timm extra is not installed (pip install 'stitchwork[timm]')")
+    from stitchwork.models.outside import timm_model
+
+    torch.manual_seed(0)
+    model = _randomise_norms(timm_model((3, 16, 16), 10, name, **kwargs))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+        assert len(model.cut_points) >= 8
+        for point in model.cut_points:
+            front, back = split(model, point)
+            assert torch.equal(back(front(x)), expected), point
+    with pytest.raises(ValueError, match=r"'resnet181' is not a timm model; close matches: resnet18"):
+        timm_model((3, 16, 16), 10, "resnet181")

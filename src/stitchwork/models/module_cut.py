@@ -3,7 +3,8 @@
 torch.fx traces the module once; every node remembers the module paths it was created in.
 A module path is offered as a cut point only where exactly one tensor flows from the graph
 before its last node to the graph after it (parameters and buffers read with ``get_attr``
-do not count: each stage reads them itself). A cut inside a residual block is refused: the
+do not count: each stage reads them itself; nor do optional inputs left at their defaults).
+A cut inside a residual block is refused: the
 skip connection carries a second tensor across it. The graph is then split at the chosen
 nodes into consecutive stages, so ``back(front(x))`` runs the traced graph's own operations in
 its own order and equals ``module(x)`` exactly.
@@ -66,8 +67,8 @@ def _crossing(nodes: list[fx.Node], k: int, position: dict[fx.Node, int]) -> lis
     """Values made at or before ``nodes[k]`` (inputs included) that are used after it."""
     live = []
     for node in nodes[: k + 1]:
-        if node.op == "get_attr":
-            continue
+        if node.op == "get_attr" or (node.op == "placeholder" and node.args):
+            continue  # parameters, and optional inputs left at their default, are no flow
         if any(position.get(user, len(nodes)) > k for user in node.users):
             live.append(node)
     return live
@@ -99,13 +100,14 @@ def _stage(traced: fx.GraphModule, nodes: list[fx.Node], start: int, stop: int) 
     """The graph of ``nodes[start:stop]`` as a module taking the value made just before ``start``."""
     graph, env = fx.Graph(), {}
     if start == 0:
-        env.update({n: graph.placeholder(n.name) for n in nodes if n.op == "placeholder"})
+        env.update({n: graph.node_copy(n) for n in nodes if n.op == "placeholder"})  # defaults kept
     else:
         env[nodes[start - 1]] = graph.placeholder("x")
 
     def value(n: fx.Node):
-        if n not in env:  # a parameter or buffer read earlier: read it here too
-            env[n] = graph.node_copy(n, value)
+        if n not in env:  # a parameter or buffer read earlier: read it here too; an optional
+            # input (timm's attn_mask=None) keeps its default
+            env[n] = n.args[0] if n.op == "placeholder" else graph.node_copy(n, value)
         return env[n]
 
     for node in nodes[start:stop]:

@@ -131,3 +131,22 @@ def module_model(input_shape: Sequence[int], num_classes: int, module: nn.Module
     """A user's own ``module`` (built by Hydra from its ``_target_``) as a CutModel."""
     del num_classes  # the user's module sizes its own head
     return outside_model(module, input_shape, cut_points, weights_path)
+
+
+def timm_model(input_shape: Sequence[int], num_classes: int, name: str,
+               cut_points: Sequence[str] | None = None, weights_path: str | None = None,
+               **kwargs) -> CutModel:  # fmt: skip
+    """Any ``timm`` model by ``name`` (optional extra ``stitchwork[timm]``), never downloaded:
+    ``pretrained=False``, weights from ``weights_path``; ``kwargs`` go to ``timm.create_model``
+    (e.g. ``img_size``, ``patch_size`` for a ViT at the data's size)."""
+    require_image_input("timm", input_shape)
+    try:
+        import timm
+    except ImportError as err:
+        raise ValueError("model=timm needs the timm package: pip install 'stitchwork[timm]'") from err
+    names = timm.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5)
+        raise ValueError(f"model.name={name!r} is not a timm model" + (f"; close matches: {', '.join(close)}" if close else ""))
+    net = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    return outside_model(net, input_shape, cut_points, weights_path)
