@@ -77,6 +77,9 @@ def test_report_syncs_finished_jobs_to_wandb_idempotently(run_cli, tmp_path):
     plt.imsave(sweep / figure / "curve.png", np.eye(8))  # a figure beside one record
     for _ in range(2):  # a re-sync resumes the same runs
         run_cli("report", f"dirs=[{sweep}]", "logger=wandb", env=OFFLINE)
+    assert (
+        sweep / "report" / "index.html"
+    ).is_file()  # the offline page (tests/test_html_report.py)
     for identity, record in records.items():
         runs = [
             read_run(p)

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..sweep.heatmaps import layer_matrix, slug, split_groups, stitch_rows
+from ..sweep.html_report import write_html_report
 from ..sweep.report import collect_results, write_jsonl, write_table
 from ..utils.hashing import content_hash
 from .config import to_plain
@@ -49,6 +50,7 @@ def task(cfg: DictConfig) -> dict:
     figures: list[str] = []
     for figure in cfg.get("figures", []):
         figures += [str(p) for p in instantiate(figure)(rows, out)]
+    page = write_html_report(rows, figures, out)
     counts = {
         s: sum(r["status"] == s for r in rows)
         for s in ("ok", "failed", "interrupted", "preempted", "running")
@@ -57,7 +59,7 @@ def task(cfg: DictConfig) -> dict:
     print(
         f"{len(rows)} jobs ({counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['interrupted'] + counts['preempted']} interrupted, {counts['running']} unfinished) "
-        f"-> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}"
+        f"-> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}; page {page}"
     )
     return {
         "table": str(table),

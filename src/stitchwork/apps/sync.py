@@ -12,8 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..sweep.identity import is_runtime_key
-from ..sweep.report import flatten
+from ..sweep.report import flatten, varying_columns
 from .logging import open_logger
 from .multirun import job_records
 
@@ -51,6 +50,5 @@ def _log_record(logger, folder: Path, record: dict) -> None:
 def varying_names(configs: list[dict]) -> list[str]:
     """Run names: each config's settings that differ across ``configs`` (runtime keys left out)."""
     flat = [flatten(c) for c in configs]
-    keys = sorted({k for f in flat for k in f if not is_runtime_key(k)})
-    varying = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+    varying = varying_columns(flat, prefix="")
     return [",".join(f"{k}={f.get(k)}" for k in varying) or "job" for f in flat]

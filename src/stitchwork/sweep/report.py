@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .identity import is_runtime_key
 from .records import RESULTS_FILE, ResultsError, read_results
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,19 @@ def flatten(obj: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[st
         else:
             flat[name] = value
     return flat
+
+
+def varying_columns(rows: Sequence[Mapping[str, Any]], prefix: str = "config.") -> list[str]:
+    """The ``prefix`` columns whose values differ across ``rows`` (runtime keys left out)."""
+    keys = sorted(
+        {
+            k
+            for r in rows
+            for k in r
+            if k.startswith(prefix) and not is_runtime_key(k[len(prefix) :])
+        }
+    )
+    return [k for k in keys if len({repr(r.get(k)) for r in rows}) > 1]
 
 
 def collect_results(dirs: Iterable[str | Path]) -> tuple[list[dict], list[tuple[Path, str]]]:
@@ -46,7 +60,11 @@ def collect_results(dirs: Iterable[str | Path]) -> tuple[list[dict], list[tuple[
             row = {"path": str(path.parent)}
             row.update({k: record.get(k) for k in ("app", "identity", "status", "error")})
             row.update(flatten(record.get("config", {}), "config"))
-            metrics = {k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, (list, dict))}
+            metrics = {
+                k: v
+                for k, v in record.get("metrics", {}).items()
+                if not isinstance(v, (list, dict))
+            }
             row.update(flatten(metrics, "metrics"))
             row.update(flatten(record.get("timings", {}), "timings"))
             rows.extend(matrix_rows(record, row) if _is_matrix(record) else [row])
@@ -69,7 +87,11 @@ def matrix_rows(record: dict, row: dict) -> list[dict]:
         pair_row = {k: v for k, v in row.items() if not k.startswith("metrics.")}
         pair_row.update({"config.layer_pair.front": pair["front"], "config.layer_pair.back": pair["back"],
                          "status": pair.get("status"), "error": pair.get("reason"), "matrix_job": row.get("identity")})  # fmt: skip
-        scalars = {k: v for k, v in pair.items() if not isinstance(v, (list, dict)) and k not in ("front", "back", "status", "reason")}
+        scalars = {
+            k: v
+            for k, v in pair.items()
+            if not isinstance(v, (list, dict)) and k not in ("front", "back", "status", "reason")
+        }
         pair_row.update(flatten(scalars, "metrics"))
         out.append(pair_row)
     return out
