@@ -19,6 +19,7 @@ class BuildPyWithConf(build_py):
         source = Path(__file__).resolve().parent / "conf"
         target = Path(self.build_lib) / "stitchwork" / "conf"
         if source.is_dir() and not getattr(self, "editable_mode", False):
+            shutil.rmtree(target, ignore_errors=True)  # no stale yaml from an earlier build
             shutil.copytree(source, target, dirs_exist_ok=True)
 
 

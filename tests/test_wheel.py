@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -12,6 +13,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_own_configs(bin_dir: Path, cwd: Path, env: dict) -> dict:
+    """Run README's "Your own configs" bash block with ``bin_dir`` first on PATH; its record."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Your own configs") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+    proc = _run(["bash", "-e", "-c", block], cwd=cwd, env=env)
+    assert "fc1" in proc.stdout  # the user's model's cut points were listed
+    (path,) = (cwd / "outputs" / "stitch" / "my_stitch").glob("*/results.json")
+    return json.loads(path.read_text())
+
+
+def test_readme_own_config_dir_adds_a_model_and_a_preset(tmp_path):
+    env = {**os.environ, "STITCHWORK_ZOO": str(tmp_path / "zoo"), "OMP_NUM_THREADS": "1"}
+    record = _readme_own_configs(Path(sys.executable).parent, tmp_path, env)
+    assert record["status"] == "ok"
+    config = record["config"]
+    assert config["model_a"] == {"_target_": "stitchwork.models.MLP", "depth": 2, "width": 32}
+    assert (
+        config["data"]["_target_"] == "stitchwork.data.MNIST1D"
+        and config["layer_pair"]["front"] == "fc1"
+    )
+    assert 0.0 <= record["metrics"]["relative_acc"]
 
 
 def _run(cmd: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -97,3 +123,5 @@ def test_wheel_ships_conf_and_its_apps_run_outside_the_repository(tmp_path):
     )
     (record,) = [json.loads(p.read_text()) for p in (elsewhere / "outputs").rglob("results.json")]
     assert record["status"] == "ok" and 0.0 < record["metrics"]["test_acc"] <= 1.0
+    own = _readme_own_configs(venv / "bin", elsewhere, env)  # the user's configs beside the wheel's
+    assert own["status"] == "ok" and own["config"]["model_b"]["width"] == 32
