@@ -9,6 +9,7 @@ from .activation_matching import ActivationMatcher
 from .api import Alignment, align, merge, post_process
 from .builders import spec_for
 from .interpolate import curve_barriers, interpolation_curve
+from .interpolate import interpolate_models as interpolate
 from .matching import Matcher
 from .post import BNReset, NoPost, PostProcessor, Repair
 from .spec import Permutation, PermutationSpec, SpecError
@@ -17,5 +18,5 @@ from .weight_matching import WeightMatcher
 __all__ = [
     "ActivationMatcher", "Alignment", "BNReset", "Matcher", "NoPost", "Permutation",
     "PermutationSpec", "PostProcessor", "Repair", "SpecError", "WeightMatcher", "align",
-    "curve_barriers", "interpolation_curve", "merge", "post_process", "spec_for",
+    "curve_barriers", "interpolate", "interpolation_curve", "merge", "post_process", "spec_for",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ are looked up by name with :func:`get_measure`.
 """
 
 from ._checks import SPATIAL_POLICIES, SimilarityInputError, spatial_features
+from .all_pairs import all_pairs
 from .cca import CCAResult, DegenerateCCAWarning, cca, pwcca, svcca
 from .cka import choose_linear_form, linear_cka, rbf_cka
 from .measures import DISTANCES, MEASURES, Measure, get_measure
@@ -26,6 +27,7 @@ __all__ = [
     "SPATIAL_POLICIES",
     "SimilarityAccumulator",
     "SimilarityInputError",
+    "all_pairs",
     "cca",
     "choose_linear_form",
     "get_measure",
