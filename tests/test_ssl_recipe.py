@@ -130,7 +130,6 @@ def test_ssl_loss_falls_and_the_probe_beats_chance(build):
     curve = metrics["ssl_loss"]
     assert curve[-1] < curve[0] - MARGIN_LOSS, curve
     assert metrics["test_acc"] > 0.1 + MARGIN_ACC, metrics["test_acc"]
-    print(curve, metrics["test_acc"])
     head = list(net.stages.values())[-1]
     torch.manual_seed(0)
     again = build()
@@ -138,6 +137,8 @@ def test_ssl_loss_falls_and_the_probe_beats_chance(build):
     assert torch.equal(list(again.stages.values())[-1].weight, head.weight)  # seeded: reproducible
 
 
+#: Measured over seeds 0-2 with 1 and 2 threads (loaded 2-core box): the NT-Xent loss falls
+#: 0.21-0.42 in 6 epochs; probe test accuracy 0.84-0.90 (MLP), 0.61-0.68 (tiny10 x0.5), chance 0.1.
 MARGIN_LOSS = 0.05
 MARGIN_ACC = 0.3
 
