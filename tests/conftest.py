@@ -61,3 +61,13 @@ def tiny10_probe():
         return model, X, DataLoader(TensorDataset(X, torch.zeros(n)), batch_size=batch, shuffle=False)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The embedded digits data module, set up (one per test module)."""
+    from stitchwork.data import Digits
+
+    data = Digits()
+    data.setup()
+    return data

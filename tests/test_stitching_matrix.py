@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from stitchwork.cut import UnknownCutPointError, cut_outputs, front
-from stitchwork.data import Digits
 from stitchwork.models import Tiny10
 from stitchwork.stitching import stitch
 from stitchwork.stitching.matrix import matrices, matrix_method, stitch_matrix
@@ -23,13 +22,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = Digits()
-    data.setup()
-    return data
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,6 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    data = Digits()
-    data.setup()
-    return data
-
-
-@pytest.fixture(scope="module")
 def trained(digits, _one_thread):
     """State dicts of two tiny10 digits models of different seeds (~99% test accuracy)."""
     states = []

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from stitchwork.cut import cut_outputs
-from stitchwork.data import Digits
 from stitchwork.models import Tiny10, vit_tiny
 from stitchwork.similarity.all_pairs import all_pairs
 from stitchwork.stitching import stitch
@@ -15,13 +14,6 @@ from stitchwork.stitching.base import StitchShapeError
 from stitchwork.stitching.tokens import TokenLinearStitch
 
 BLOCK = "encoder_layers_encoder_layer_{}"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = Digits()
-    data.setup()
-    return data
 
 
 @pytest.fixture(scope="module")
