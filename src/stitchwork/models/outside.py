@@ -36,17 +36,23 @@ def _with_rgb_input(model: CutModel, input_shape: Sequence[int]) -> CutModel:
     return model
 
 
+def load_tensor_file(path: str | Path, what: str):
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors that name ``what``
+    (the setting or model the file was given for)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing
+        raise ValueError(f"cannot read {what} {str(path)!r}: {err}") from err
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state_dict from a plain ``.pt``/``.pth`` file or a Lightning ``.ckpt``, loaded with
     ``weights_only=True``, with a common framework prefix (``model.``, ``module.``, ``backbone.``)
     stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.weights_path {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing
-        raise ValueError(f"model.weights_path {str(path)!r} cannot be read as a state_dict: {err}") from err
+    state = load_tensor_file(path, "model.weights_path")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a Lightning checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -6,11 +6,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 
 from .base import CutModel, require_image_input
+from .outside import load_tensor_file
 
 
 class TVResNet18(CutModel):
@@ -54,12 +54,7 @@ class TVResNet18(CutModel):
 
 def _load_torchvision_weights(net: nn.Module, path: Path, in_channels: int) -> None:
     """Load a torchvision ResNet-18 state dict into ``net``, with clear errors."""
-    if not path.is_file():
-        raise FileNotFoundError(f"tv_resnet18 weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing
-        raise ValueError(f"cannot read tv_resnet18 weights {str(path)!r}: {err}") from err
+    state = load_tensor_file(path, "tv_resnet18 weights")
     if "conv1.weight" not in state:
         raise ValueError(
             f"{str(path)!r} is not a torchvision ResNet-18 state_dict (no 'conv1.weight'; "
