@@ -34,7 +34,16 @@ MODELS = {
     "torchvision-resnet18-digits": lambda: torchvision_model((1, 8, 8), 10, "resnet18"),
     "torchvision-mobilenet_v3_small": lambda: torchvision_model((3, 32, 32), 10, "mobilenet_v3_small"),
     "vit_tiny": lambda: vit_tiny((1, 16, 16), 10),
+    "timm-resnet18": lambda: _timm("resnet18"),
+    "timm-vit_tiny_patch16": lambda: _timm("vit_tiny_patch16_224", img_size=16, patch_size=4),
 }
+
+
+def _timm(name, **kwargs):
+    pytest.importorskip("timm", reason="the timm extra is not installed (pip install 'stitchwork[timm]')")
+    from stitchwork.models.outside import timm_model
+
+    return timm_model((3, 16, 16), 10, name, **kwargs)
 
 
 def _randomise_bn(model):

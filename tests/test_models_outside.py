@@ -163,18 +163,11 @@ def test_the_readme_commands_for_a_downloaded_checkpoint(run_cli, tmp_path):
 
 
 @pytest.mark.parametrize(("name", "kwargs"), [("resnet18", {}), ("vit_tiny_patch16_224", {"img_size": 16, "patch_size": 4})])
-def test_timm_models_split_exactly_at_every_cut_point(name, kwargs):
+def test_timm_models_offer_their_blocks_and_unknown_names_list_close_matches(name, kwargs):
+    """Exact splits of these models are tested with every other model in test_models_cut.py."""
     pytest.importorskip("timm", reason="the timm extra is not installed (pip install 'stitchwork[timm]')")
     from stitchwork.models.outside import timm_model
 
-    torch.manual_seed(0)
-    model = _randomise_norms(timm_model((3, 16, 16), 10, name, **kwargs))
-    x = torch.randn(2, 3, 16, 16)
-    with torch.no_grad():
-        expected = model(x)
-        assert len(model.cut_points) >= 8
-        for point in model.cut_points:
-            front, back = split(model, point)
-            assert torch.equal(back(front(x)), expected), point
+    assert len(timm_model((3, 16, 16), 10, name, **kwargs).cut_points) >= 8
     with pytest.raises(ValueError, match=r"'resnet181' is not a timm model; close matches: resnet18"):
         timm_model((3, 16, 16), 10, "resnet181")
