@@ -97,6 +97,21 @@ def sacct_states(job_id: str) -> dict[str, str]:
     return {jid: state.split()[0] for jid, state in rows}
 
 
+def wait_for_array_states(array_id: str, tasks: int, timeout_s: float = 60) -> dict[str, str]:
+    """Poll sacct until every task ``<array_id>_<i>`` of a finished array is listed; return the map.
+
+    Right after an array ends, slurmdbd may still list it as one row (``<array_id>``) until the
+    per-task records are written, so a single read can miss the tasks.
+    """
+    expected = {f"{array_id}_{i}" for i in range(tasks)}
+    deadline = time.monotonic() + timeout_s
+    states = sacct_states(array_id)
+    while not expected <= states.keys() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        states = sacct_states(array_id)
+    return states
+
+
 def wait_for_state(job_id: str, states: Sequence[str], timeout_s: float = 120) -> str:
     """Poll sacct until job ``job_id`` reaches one of ``states``; return that state.
 

@@ -78,6 +78,29 @@ def test_killed_matrix_job_resumes_at_the_next_pair(run_cli, tmp_path):
     assert done["status"] == "ok" and [p["status"] for p in done["metrics"]["pairs"]] == ["ok"] * 4
 
 
+def test_a_larger_matrix_reuses_the_pairs_a_smaller_one_of_its_settings_finished(run_cli, tmp_path):
+    small = run_cli("stitch", *MATRIX, "layer_pair.fronts=[conv4]", "layer_pair.backs=[conv4,conv6]")
+    assert "reused" not in small.stdout + small.stderr
+    (first,) = _results(tmp_path / "outputs")
+    large = run_cli("stitch", *MATRIX, "layer_pair.fronts=[conv4,conv6]", "layer_pair.backs=[conv4,conv6]")
+    assert f"2 of 4 pairs reused from job(s) {first['identity']}" in large.stdout + large.stderr
+    (second,) = [r for r in _results(tmp_path / "outputs") if r["identity"] != first["identity"]]
+    pairs = {(p["front"], p["back"]): p for p in second["metrics"]["pairs"]}
+    for mine in first["metrics"]["pairs"]:
+        theirs = pairs[(mine["front"], mine["back"])]
+        assert theirs.pop("reused_from") == first["identity"] and theirs == mine
+    assert all("reused_from" not in p for (f, _), p in pairs.items() if f == "conv6")
+
+    # jobs of other settings (here the matching method) never lend their pairs; force=true recomputes all
+    other = run_cli("stitch", *MATRIX, "layer_pair.fronts=[conv4,conv6]", "layer_pair.backs=[conv4,conv6]",
+                    "matching=task_loss", "matching.epochs=1")  # fmt: skip
+    assert "reused" not in other.stdout + other.stderr
+    forced = run_cli("stitch", *MATRIX, "layer_pair.fronts=[conv4,conv6]", "layer_pair.backs=[conv4,conv6]", "force=true")
+    assert "reused" not in forced.stdout + forced.stderr
+    (redone,) = [r for r in _results(tmp_path / "outputs") if r["identity"] == second["identity"]]
+    assert all("reused_from" not in p for p in redone["metrics"]["pairs"])
+
+
 @pytest.mark.parametrize("override, message", [
     ("layer_pair.fronts=[conv2,conv99]", "layer_pair.fronts: unknown cut point(s) 'conv99'"),
     ("layer_pair.backs=[]", "layer_pair.backs is an empty list"),

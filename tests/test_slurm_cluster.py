@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import slurm_fixtures
-from tests.slurm_fixtures import SlurmCluster, run_multirun, sacct_states, sbatch, wait_for_state
+from tests.slurm_fixtures import SlurmCluster, run_multirun, sbatch, wait_for_array_states, wait_for_state
 
 slurm_cluster = slurm_fixtures.slurm_cluster  # the session fixture, visible to this module
 
@@ -68,5 +68,5 @@ def test_hydra_multirun_runs_as_one_array(slurm_cluster: SlurmCluster, tmp_path:
     assert len({r["pid"] for r in records}) == 3
 
     array_id = array_ids.pop()
-    states = sacct_states(array_id)
+    states = wait_for_array_states(array_id, tasks=3)
     assert states == {f"{array_id}_{i}": "COMPLETED" for i in range(3)}

@@ -5,7 +5,9 @@
 
 Cut points are checked on untrained copies before any base model is trained. Pair records
 go to ``pairs/`` in the job folder as they complete, so a killed job resumes where it
-stopped; ``results.json`` gets ``metrics.pairs`` (one record per pair) and
+stopped, and a larger matrix of the same settings in the same sweep folder reuses the pairs
+a smaller one finished (a pair's result does not depend on the other pairs of its job:
+tests/test_stitching_matrix.py); ``results.json`` gets ``metrics.pairs`` (one record per pair) and
 ``metrics.matrices.<metric>`` (rows: fronts, columns: backs), and the job folder the
 heatmaps that ``stitchwork-report`` draws for per-pair sweeps (also logged to W&B).
 """
@@ -22,10 +24,12 @@ from ..stitching import resolve_stitch
 from ..stitching.matrix import matrices, stitch_matrix
 from ..stitching.matrix_plan import check_cut_list
 from ..sweep.heatmaps import stitching_heatmaps
-from ..sweep.pair_records import clear_pair_records, read_pair_records, write_pair_records
+from ..sweep.identity import matrix_family_id
+from ..sweep.pair_records import clear_pair_records, read_pair_records, sibling_pair_records, write_pair_records
 from ..sweep.records import write_results
 from ..sweep.report import matrix_rows
 from .common import Job, build_data, build_model
+from .config import to_plain
 from .tables import print_table
 from .validate import user_errors
 
@@ -66,17 +70,14 @@ def matrix_job(job: Job, donor, matching_config) -> dict:
         fronts, backs, step = check_matrix(cfg, data)
     model_a, keys_a = donor(cfg, "a", data, job.device)
     model_b, keys_b = donor(cfg, "b", data, job.device)
-    if cfg.get("force", False):
-        clear_pair_records(job.out_dir)
-    done = read_pair_records(job.out_dir, job.identity)
-    if done:
-        log.info("matrix job %s: %d of %d pairs already done, resuming", job.identity, len(done), len(fronts) * len(backs))
+    family = matrix_family_id(to_plain(cfg, skip=("hydra",)))
+    done = _finished_pairs(job, family, fronts, backs)
     extra = {**keys_a, **keys_b, "random_a": bool(cfg.get("random_a", False))}
 
     def on_records(new: list[dict]) -> None:
         for record in new:
             record.update(extra)
-        write_pair_records(job.out_dir, job.identity, new)
+        write_pair_records(job.out_dir, job.identity, new, family)
         job.record.metrics["pairs_done"] = job.record.metrics.get("pairs_done", len(done)) + len(new)
         write_results(job.out_dir, job.record)
 
@@ -90,6 +91,24 @@ def matrix_job(job: Job, donor, matching_config) -> dict:
     _figures(job, cfg, metrics)
     _print_summary(metrics, fronts, backs)
     return metrics
+
+
+def _finished_pairs(job: Job, family: str, fronts: list[str], backs: list[str]) -> dict:
+    """Pairs this job need not compute: its own finished ones, then those of its family's jobs."""
+    if job.cfg.get("force", False):
+        clear_pair_records(job.out_dir)
+        return {}
+    done = read_pair_records(job.out_dir, job.identity)
+    total = len(fronts) * len(backs)
+    if done:
+        log.info("matrix job %s: %d of %d pairs already done, resuming", job.identity, len(done), total)
+    borrowed = sibling_pair_records(job.out_dir, family, [(f, b) for f in fronts for b in backs if (f, b) not in done])
+    if borrowed:
+        write_pair_records(job.out_dir, job.identity, borrowed.values(), family)
+        sources = ", ".join(sorted({r["reused_from"] for r in borrowed.values()}))
+        log.info("matrix job %s: %d of %d pairs reused from job(s) %s of the same settings", job.identity,
+                 len(borrowed), total, sources)  # fmt: skip
+    return {**done, **borrowed}
 
 
 def _figures(job: Job, cfg: DictConfig, metrics: dict) -> None:

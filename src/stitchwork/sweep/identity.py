@@ -76,6 +76,22 @@ def job_id(plain: Mapping[str, Any]) -> str:
     return content_hash(identity_config(plain))
 
 
+#: ``layer_pair`` keys that list a matrix job's pairs: the only ones a matrix's pairs can
+#: share across jobs (each pair's result does not depend on which other pairs share its job).
+MATRIX_LIST_KEYS = ("fronts", "backs")
+
+
+def matrix_family_id(plain: Mapping[str, Any]) -> str:
+    """Identity hash of a matrix job without its pair lists: the same for a 3 x 3 and an 8 x 8.
+
+    Two matrix jobs of one family compute every shared pair from the same settings, so a
+    pair one of them finished can stand in for the other's (see ``sweep.pair_records``).
+    """
+    config = identity_config(plain)
+    layer_pair = {k: v for k, v in (config.get("layer_pair") or {}).items() if k not in MATRIX_LIST_KEYS}
+    return content_hash({**config, "layer_pair": layer_pair})
+
+
 def is_runtime_key(path: str) -> bool:
     """Whether the dotted config path (``trainer.enable_progress_bar``) is outside job identity.
 
