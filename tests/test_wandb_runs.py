@@ -56,6 +56,15 @@ def test_wandb_runs_log_the_effective_config_distinct_ids_and_varying_names(run_
     assert first[shared][1]["id"] != second[shared][1]["id"]
 
 
+def test_jobs_in_launcher_processes_are_named_by_what_varies_too(run_cli, tmp_path):
+    """submitit runs each job in its own process (as on SLURM), away from the sweep's expansion."""
+    run_cli("stitch", "--multirun", "hydra/launcher=local", "layer_pair.front=conv4,conv5", "sweep_name=wl",
+            *JOB, env=OFFLINE)  # fmt: skip
+    runs = _runs(tmp_path / "multirun" / "stitch" / "wl")
+    assert {record["status"] for record, _ in runs.values()} == {"ok"}
+    assert {run["name"] for _, run in runs.values()} == {"layer_pair.front=conv4", "layer_pair.front=conv5"}
+
+
 def test_the_effective_config_changes_the_identity():
     base = {"matching": {"_target_": "x.task_loss", "epochs": 30}, "seed": 0}
     folded = {**base, "matching_overrides": {"task_loss": {"epochs": 3}}}

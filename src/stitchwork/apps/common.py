@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -273,4 +274,5 @@ def _run_name() -> str | None:
         hydra = HydraConfig.get()
     except ValueError:
         return None
-    return sweep_run_name(list(hydra.overrides.task)) or hydra.job.override_dirname or None
+    sweep_dir = hydra.sweep.dir if hydra.mode == RunMode.MULTIRUN else None
+    return sweep_run_name(list(hydra.overrides.task), sweep_dir) or hydra.job.override_dirname or None

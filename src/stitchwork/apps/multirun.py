@@ -5,11 +5,14 @@ before anything is launched, exactly as the basic sweeper will, computes every j
 identity and refuses a sweep whose jobs collapse to one identity. It remembers the
 expected jobs, so :func:`summarise_sweep` can account for each one at the end, on success
 too: ok (and how many were already done), failed, interrupted, preempted, still running
-elsewhere, ended without a result, or never started.
+elsewhere, ended without a result, or never started. The expected jobs also go to
+``<sweep>/.sweep_jobs.json``, so jobs that a launcher runs in other processes (submitit,
+SLURM) name their W&B runs by what varies, as jobs of the basic launcher do.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -23,9 +26,12 @@ from omegaconf import DictConfig
 from ..sweep.collisions import colliding_jobs, collision_message
 from ..sweep.lock import describe, is_locked
 from ..sweep.records import RESULTS_FILE, ResultsError, read_results
+from ..utils.atomic import atomic_write_json
 from .config import RUNTIME_KEYS, job_id
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+#: The expected jobs' overrides, for jobs that run in other processes (:func:`sweep_run_name`).
+SWEEP_JOBS_FILE = ".sweep_jobs.json"
 
 
 class SweepGuard(Callback):
@@ -51,6 +57,7 @@ class SweepGuard(Callback):
             )
             raise SystemExit(2)  # a callback's Exception would only be a warning
         SweepGuard.expected = jobs
+        atomic_write_json(Path(SweepGuard.sweep_dir) / SWEEP_JOBS_FILE, [list(o) for o, _ in jobs])
 
 
 def expected_jobs(config: DictConfig) -> list[tuple[list[str], str]]:
@@ -71,25 +78,37 @@ def expected_jobs(config: DictConfig) -> list[tuple[list[str], str]]:
     return [(job, job_id(loader.load_sweep_config(config, list(job)))) for job in jobs]
 
 
-def sweep_run_name(job_overrides: list[str]) -> str | None:
+def sweep_run_name(job_overrides: list[str], sweep_dir: str | Path | None = None) -> str | None:
     """A job's W&B run name: its overrides whose values vary within this sweep.
 
-    None outside a basic-sweeper multirun of this process (the caller falls back to the
-    whole override string). A key that only some jobs set varies too.
+    The sweep's jobs are this process's basic-sweeper multirun, else the ones its launching
+    process wrote to ``sweep_dir`` (submitit, SLURM). None when neither is known (the caller
+    falls back to the whole override string). A key that only some jobs set varies too.
     """
-    if not SweepGuard.expected:
+    jobs = [o for o, _ in SweepGuard.expected] if SweepGuard.expected else _launched_jobs(sweep_dir)
+    if not jobs:
         return None
     values: dict[str, set[str]] = {}
-    for overrides, _ in SweepGuard.expected:
+    for overrides in jobs:
         for override in overrides:
             key, _, value = override.partition("=")
             values.setdefault(key, set()).add(value)
-    n_jobs = len(SweepGuard.expected)
-    counts = {k: sum(any(o.partition("=")[0] == k for o in job) for job, _ in SweepGuard.expected)
-              for k in values}  # fmt: skip
+    counts = {k: sum(any(o.partition("=")[0] == k for o in job) for job in jobs) for k in values}
     varying = [o for o in job_overrides
-               if len(values.get(o.partition("=")[0], ())) > 1 or counts.get(o.partition("=")[0], 0) < n_jobs]  # fmt: skip
+               if len(values.get(o.partition("=")[0], ())) > 1 or counts.get(o.partition("=")[0], 0) < len(jobs)]  # fmt: skip
     return ",".join(varying) or None
+
+
+def _launched_jobs(sweep_dir: str | Path | None) -> list[list[str]] | None:
+    """The jobs' overrides the launching process wrote into ``sweep_dir`` (None: none readable)."""
+    if sweep_dir is None:
+        return None
+    try:
+        jobs = json.loads((Path(sweep_dir) / SWEEP_JOBS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(jobs, list) and all(isinstance(j, list) and all(isinstance(o, str) for o in j) for j in jobs)
+    return jobs if ok else None
 
 
 def summarise_sweep(exit_code: int) -> int:
