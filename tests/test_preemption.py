@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import torch
 
@@ -33,17 +34,23 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _signal_once_saved(proc: subprocess.Popen, checkpoint: Path) -> str:
+    """Send SIGUSR2 once ``checkpoint`` exists; the stdout of ``proc``, which must end by the signal."""
+    deadline = time.time() + 120
+    while not checkpoint.exists():
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGUSR2  # the default action ran after the checkpoint
+    assert "DONE" not in out
+    return out
+
+
 def test_signal_checkpoints_and_rerun_resumes(tmp_path):
     ckpt_dir = tmp_path / "ckpt"
     first = subprocess.Popen([sys.executable, "-c", SCRIPT, str(ckpt_dir)], stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (ckpt_dir / "last.ckpt").exists():
-        assert first.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.1)
-    first.send_signal(signal.SIGUSR2)
-    out, _ = first.communicate(timeout=120)
-    assert first.returncode == -signal.SIGUSR2  # the default action ran after the checkpoint
-    assert "DONE" not in out
+    out = _signal_once_saved(first, ckpt_dir / "last.ckpt")
     epochs_before = [int(line.split()[1]) for line in out.splitlines() if line.startswith("EPOCH")]
     saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] > 0 and len(epochs_before) < 12
@@ -56,3 +63,57 @@ def test_signal_checkpoints_and_rerun_resumes(tmp_path):
     assert epochs_after[0] <= max(epochs_before) + 1
     assert "DONE resumed=True" in second.stdout
     assert not (ckpt_dir / "last.ckpt").exists()  # removed once training completed
+
+
+SSL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import torch
+    from omegaconf import OmegaConf
+    import stitchwork.training.ssl as ssl
+    from stitchwork.data import Digits
+    from stitchwork.models import MLP
+    from stitchwork.training import TrainRecipe, fit_classifier
+    from stitchwork.training.resume import EpochCheckpoint
+
+    step, save = ssl._step, EpochCheckpoint.save
+    def slow_step(optimizer, loss):
+        time.sleep(0.02)
+        return step(optimizer, loss)
+    def noisy_save(self, state):
+        save(self, state)
+        print("SAVED", state["epoch"], flush=True)
+    ssl._step, EpochCheckpoint.save = slow_step, noisy_save
+
+    cfg = OmegaConf.to_container(OmegaConf.load("conf/recipe/simclr.yaml"))
+    cfg.update(epochs=8, batch_size=64)
+    cfg["ssl"]["probe_epochs"] = 3
+    torch.manual_seed(0)
+    data = Digits(train_subset=256)
+    net = MLP(data.input_shape, 10, depth=1, width=32)
+    ckpt = sys.argv[1] if sys.argv[1] != "-" else None
+    metrics = fit_classifier(net, data, TrainRecipe.from_dict(cfg), seed=0, checkpoint_dir=ckpt)
+    torch.save(net.state_dict(), sys.argv[2])
+    print("DONE resumed=%s" % metrics["resumed"], flush=True)
+""")
+
+
+def test_ssl_donor_resumes_after_the_signal_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+    ckpt_dir, cwd = tmp_path / "ckpt", Path(__file__).resolve().parents[1]  # the script reads conf/
+    run = [sys.executable, "-c", SSL_SCRIPT]
+    first = subprocess.Popen([*run, str(ckpt_dir), str(tmp_path / "a.pt")], stdout=subprocess.PIPE, text=True, cwd=cwd)
+    out = _signal_once_saved(first, ckpt_dir / "ssl_epoch.pt")
+    saved = [int(line.split()[1]) for line in out.splitlines() if line.startswith("SAVED")]
+    assert 1 <= max(saved) < 8
+
+    second = subprocess.run([*run, str(ckpt_dir), str(tmp_path / "b.pt")], capture_output=True, text=True,
+                            timeout=300, cwd=cwd)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    resumed_at = [int(line.split()[1]) for line in second.stdout.splitlines() if line.startswith("SAVED")]
+    assert resumed_at[0] == max(saved) + 1 and resumed_at[-1] == 8 and "DONE resumed=True" in second.stdout
+    assert not ckpt_dir.exists()  # removed once the donor is complete
+
+    whole = subprocess.run([*run, "-", str(tmp_path / "c.pt")], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert whole.returncode == 0 and "DONE resumed=False" in whole.stdout, whole.stderr
+    resumed, uninterrupted = (torch.load(tmp_path / f, weights_only=True) for f in ("b.pt", "c.pt"))
+    for name, value in uninterrupted.items():
+        assert torch.equal(resumed[name], value), name  # bit for bit: the epoch is redone from its saved state

@@ -64,7 +64,8 @@ def fit_classifier(
     if recipe.ssl is not None:
         from .ssl import fit_ssl
 
-        return fit_ssl(net, data, recipe, seed=seed, trainer_options=trainer_options)
+        return fit_ssl(net, data, recipe, seed=seed, trainer_options=trainer_options,
+                       checkpoint_dir=checkpoint_dir, corrupt_dir=corrupt_dir)
     L.seed_everything(seed, workers=True, verbose=False)
     preemption = None if checkpoint_dir is None else PreemptionCheckpoint(checkpoint_dir, corrupt_dir=corrupt_dir)
     options = _trainer_options(recipe, trainer_options, logger, preemption)

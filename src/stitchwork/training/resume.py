@@ -65,14 +65,7 @@ class PreemptionCheckpoint(L.Callback):
 
     def move_aside(self) -> Path:
         """Move the checkpoint folder into :attr:`corrupt_dir` (never deleted) and return where."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        aside = self.corrupt_dir / f"{self.directory.name}-partial-{stamp}-{os.getpid()}"
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(self.directory, aside)
-        except FileNotFoundError:  # another rank of a data-parallel job moved it first
-            pass
-        return aside
+        return move_aside(self.directory, self.corrupt_dir)
 
     def _save(self, trainer: L.Trainer) -> None:
         # Every rank calls save_checkpoint (a collective); only rank 0 writes the file.
@@ -111,11 +104,7 @@ class PreemptionCheckpoint(L.Callback):
         """Give the signal to whoever listened before us (submitit requeues and exits)."""
         previous = self._previous
         self._restore()
-        if callable(previous):
-            previous(self.signum, None)
-        elif previous != signal.SIG_IGN:
-            os.kill(os.getpid(), self.signum)  # default action: terminate
-        raise SystemExit(f"preempted by signal {self.signum}; checkpoint at {self.path}")
+        hand_on_signal(self.signum, previous, self.path)
 
     def discard(self) -> None:
         """Remove the checkpoint (and its folder) once the training it belongs to is complete."""
@@ -123,5 +112,101 @@ class PreemptionCheckpoint(L.Callback):
         (self.directory / f".{LAST}.tmp").unlink(missing_ok=True)
         try:
             self.directory.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
+def move_aside(directory: Path, corrupt_dir: Path) -> Path:
+    """Move a checkpoint folder into ``corrupt_dir`` (never deleted) and return where."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = corrupt_dir / f"{directory.name}-partial-{stamp}-{os.getpid()}"
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(directory, aside)
+    except FileNotFoundError:  # another rank of a data-parallel job moved it first
+        pass
+    return aside
+
+
+def hand_on_signal(signum: int, previous, checkpoint: Path) -> None:
+    """Pass ``signum`` to the handler that was there before ours, then stop the job.
+
+    submitit's handler requeues and exits; with none (the default action) the process
+    terminates by the signal; an ignored signal still ends the job with ``SystemExit``.
+    """
+    if callable(previous):
+        previous(signum, None)
+    elif previous != signal.SIG_IGN:
+        os.kill(os.getpid(), signum)  # default action: terminate
+    raise SystemExit(f"preempted by signal {signum}; checkpoint at {checkpoint}")
+
+
+class EpochCheckpoint:
+    """Preemption safety for a hand-written training loop (the SSL donors' contrastive phase).
+
+    The loop saves its whole state (weights, optimiser, schedule, generators, curve) with
+    :meth:`save` at every epoch end; on ``signum`` it stops at the next batch boundary
+    (:meth:`stop_if_signalled`) and passes the signal on, keeping the last epoch's state.
+    A rerun loads it (:meth:`load`) and redoes the interrupted epoch from there, so a resumed
+    run computes exactly what an uninterrupted one would. A file that does not load is
+    moved into ``corrupt_dir`` with a warning and the loop starts afresh.
+    """
+
+    def __init__(self, directory: str | os.PathLike, name: str = "last_epoch.pt", signum: int = signal.SIGUSR2,
+                 corrupt_dir: str | os.PathLike | None = None):  # fmt: skip
+        self.directory, self.signum = Path(directory), signum
+        self.path = self.directory / name
+        self.corrupt_dir = Path(corrupt_dir) if corrupt_dir is not None else self.directory.parent / ".corrupt"
+        self._signalled = False
+        self._previous = None
+        self.resumed = False  # whether load() returned a state
+
+    def __enter__(self) -> EpochCheckpoint:
+        self._previous = signal.signal(self.signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(self.signum, self._previous)
+            self._previous = None
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signalled = True
+
+    def load(self, device: torch.device | str = "cpu") -> dict | None:
+        """The state an earlier run saved, or None (none, or it did not load: moved aside)."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+            if not isinstance(state, dict) or "epoch" not in state:
+                raise ValueError("not an epoch checkpoint (no epoch)")
+        except Exception as err:  # noqa: BLE001 - EOFError, UnpicklingError, RuntimeError alike
+            aside = move_aside(self.directory, self.corrupt_dir)
+            log.warning("partial checkpoint %s does not load (%s: %s); moved it to %s and training afresh",
+                        self.path, type(err).__name__, err, aside)  # fmt: skip
+            return None
+        self.resumed = True
+        return state
+
+    def save(self, state: dict) -> None:
+        """Write ``state`` atomically (a killed write leaves the previous epoch's file)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def stop_if_signalled(self) -> None:
+        """At a batch boundary: when the scheduler has signalled, hand the signal on and stop."""
+        if self._signalled:
+            previous, self._previous = self._previous, None
+            signal.signal(self.signum, previous if previous is not None else signal.SIG_DFL)
+            hand_on_signal(self.signum, previous, self.path)
+
+    def discard(self) -> None:
+        """Remove the file (and its folder when empty) once the loop is complete."""
+        self.path.unlink(missing_ok=True)
+        try:
+            self.directory.rmdir()
         except OSError:
             pass

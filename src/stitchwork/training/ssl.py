@@ -7,13 +7,17 @@ schedule, epochs and batch size; labels are never read. Then the encoder is froz
 only the head is fitted by cross-entropy (the linear probe, ``probe_epochs`` of Adam at
 ``probe_lr``). Augmentations are tensor ops drawn from one generator seeded by the job's
 seed, so they work on any embedded data (8x8 digits, upscaled digits, 1-D mnist1d) and a
-seed gives the same donor every time.
+seed gives the same donor every time. The contrastive phase is preemption-safe like
+supervised training: its whole state is saved at every epoch end (and the job stops at the
+next batch on SIGUSR2), and a rerun resumes at that epoch, computing exactly what an
+uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,7 @@ from torch import nn
 from ..data.base import ClassificationData
 from ..utils.modules import model_device
 from .recipe import TrainRecipe, build_checked, build_optimizer, build_scheduler
+from .resume import EpochCheckpoint
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,12 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
     return loss.item()
 
 
-def pretrain(net: nn.Module, data: ClassificationData, recipe: TrainRecipe, seed: int) -> list[float]:
-    """Contrastive phase: train the encoder of ``net`` in place; returns the mean loss per epoch."""
+def pretrain(net: nn.Module, data: ClassificationData, recipe: TrainRecipe, seed: int,
+             checkpoint: EpochCheckpoint | None = None) -> list[float]:  # fmt: skip
+    """Contrastive phase: train the encoder of ``net`` in place; returns the mean loss per epoch.
+
+    With ``checkpoint``, resumes from the state it holds and saves the state at every epoch end.
+    """
     opts = SSLOptions.from_dict(recipe.ssl)
     encoder, _ = _encoder_and_head(net)
     device = model_device(net)
@@ -161,11 +170,21 @@ def pretrain(net: nn.Module, data: ClassificationData, recipe: TrainRecipe, seed
     optimizer = build_optimizer([*encoder.parameters(), *proj.parameters()], recipe)
     steps = max(1, -(-len(data.train_set) // recipe.batch_size))
     scheduler = build_scheduler(optimizer, recipe, steps)
-    curve = []
-    for _ in range(recipe.epochs):
+    parts = {"encoder": encoder, "proj": proj, "optimizer": optimizer, "scheduler": scheduler}
+    curve: list[float] = []
+    state = checkpoint.load(device) if checkpoint is not None else None
+    if state is not None:
+        for name, part in parts.items():
+            part.load_state_dict(state[name])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        curve = list(state["curve"])
+    for _ in range(len(curve), recipe.epochs):
         encoder.train(), proj.train()
         losses = []
         for x, _ in _batches(data, recipe.batch_size, generator):
+            if checkpoint is not None:
+                checkpoint.stop_if_signalled()
             v1, v2 = (augment(x, opts, generator).to(device) for _ in range(2))
             loss = nt_xent(proj(encoder(v1)), proj(encoder(v2)), opts.temperature)
             if not torch.isfinite(loss):
@@ -173,6 +192,9 @@ def pretrain(net: nn.Module, data: ClassificationData, recipe: TrainRecipe, seed
             losses.append(_step(optimizer, loss))
             scheduler.step()
         curve.append(sum(losses) / len(losses))
+        if checkpoint is not None:
+            checkpoint.save({**{name: part.state_dict() for name, part in parts.items()}, "epoch": len(curve),
+                             "curve": curve, "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})  # fmt: skip
     return curve
 
 
@@ -222,19 +244,31 @@ def check_ssl_trainer_options(options: dict | None) -> None:
 
 def fit_ssl(
     net: nn.Module, data: ClassificationData, recipe: TrainRecipe, seed: int = 0,
-    trainer_options: dict | None = None,
+    trainer_options: dict | None = None, checkpoint_dir: str | Path | None = None,
+    corrupt_dir: str | Path | None = None,
 ) -> dict:
-    """Contrastive pre-training, then the linear probe; split metrics as :func:`fit_classifier`."""
+    """Contrastive pre-training, then the linear probe; split metrics as :func:`fit_classifier`.
+
+    With ``checkpoint_dir`` the contrastive phase is preemption-safe (see
+    :class:`~stitchwork.training.resume.EpochCheckpoint`); ``resumed`` says whether it resumed.
+    """
     from .fit import split_metrics
 
     check_ssl_trainer_options(trainer_options)
     torch.manual_seed(seed)
     data.setup("fit")
     start = time.perf_counter()
-    ssl_curve = pretrain(net, data, recipe, seed)
+    checkpoint = None if checkpoint_dir is None else EpochCheckpoint(checkpoint_dir, "ssl_epoch.pt", corrupt_dir=corrupt_dir)
+    if checkpoint is None:
+        ssl_curve = pretrain(net, data, recipe, seed)
+    else:
+        with checkpoint:
+            ssl_curve = pretrain(net, data, recipe, seed, checkpoint)
     probe_curve = linear_probe(net, data, recipe, seed)
     net.eval()
-    metrics = {"wall_time_s": time.perf_counter() - start, "resumed": False,
+    if checkpoint is not None:
+        checkpoint.discard()
+    metrics = {"wall_time_s": time.perf_counter() - start, "resumed": checkpoint is not None and checkpoint.resumed,
                "ssl_loss": ssl_curve, "probe_loss": probe_curve}  # fmt: skip
     metrics.update(split_metrics(net, data))
     return metrics
