@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..training.recipe import TrainRecipe
+from .objective import check_objective
 from .validate import UserError, fail, is_number, rule_for, user_errors
 
 #: Subtrees never walked: Hydra's own settings, Lightning Trainer options, logger settings.
@@ -31,8 +32,10 @@ def check_config(cfg: DictConfig) -> None:
 
     NaN and infinity are refused everywhere; :func:`rule_for` checks values by name; for a
     node with a ``_target_``, unknown keys and values of the wrong type for the target's
-    annotated parameters are refused; ``recipe*`` nodes are checked as a :class:`TrainRecipe`.
+    annotated parameters are refused; ``recipe*`` nodes are checked as a :class:`TrainRecipe`;
+    ``objective`` must be null or a name (apps that know their metrics check the name too).
     """
+    check_objective(cfg)
     for key in cfg:
         if key in SKIP:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +16,9 @@ from ..sweep.signals import JobInterrupted
 from .config import conf_dir, register_resolvers
 from .failures import print_failure
 from .multirun import summarise_sweep
+from .objective import sweeper_return
 from .slurm_check import require_slurm_for_argv
+from .sweeper_check import require_optuna_for_argv
 
 
 def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
@@ -23,8 +26,13 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
 
     Exit codes: 0 when every job is ``ok``; 1 when a job failed (or a multirun has any job
     that is not ok); 128 + the signal number when a signal interrupted a job. A multirun
-    always ends with its per-job summary.
+    always ends with its per-job summary. Each job returns its record, or the float of its
+    ``objective`` setting for an optimising sweeper (:mod:`.objective`).
     """
+
+    @functools.wraps(task)  # Hydra names the job (and its log file) after the app's module
+    def job(cfg: DictConfig) -> Any:
+        return sweeper_return(cfg, task(cfg))
 
     def main() -> Any:
         argv = sys.argv[1:]
@@ -35,8 +43,9 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
         full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
         code: int | None = 0
         try:
+            require_optuna_for_argv(argv)
             with _hydra_raises():
-                hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(task)()
+                hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(job)()
         except JobInterrupted as stop:
             print(f"\n{config_name}: {stop}; the job's results.json records it", file=sys.stderr)
             code = stop.exit_code

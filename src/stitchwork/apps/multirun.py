@@ -7,7 +7,8 @@ expected jobs, so :func:`summarise_sweep` can account for each one at the end, o
 too: ok (and how many were already done), failed, interrupted, preempted, still running
 elsewhere, ended without a result, or never started. The expected jobs also go to
 ``<sweep>/.sweep_jobs.json``, so jobs that a launcher runs in other processes (submitit,
-SLURM) name their W&B runs by what varies, as jobs of the basic launcher do.
+SLURM) name their W&B runs by what varies, as jobs of the basic launcher do. Under a sweeper that
+proposes its jobs as it goes (Optuna) the summary counts the jobs launched since the start.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class SweepGuard(Callback):
         SweepGuard.sweep_dir, SweepGuard.started = str(config.hydra.sweep.dir), time.time()
         SweepGuard.expected = None
         if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
-            return  # another sweeper (e.g. Optuna) proposes its jobs as it goes
+            # another sweeper (e.g. Optuna) proposes its jobs as it goes: no earlier sweep's list
+            (Path(SweepGuard.sweep_dir) / SWEEP_JOBS_FILE).unlink(missing_ok=True)
+            return
         jobs = expected_jobs(config)
         collisions = colliding_jobs(jobs)
         if collisions:
@@ -125,8 +128,10 @@ def summarise_sweep(exit_code: int) -> int:
         wanted = {identity: " ".join(o) for o, identity in expected}
         missing = [(ident, label) for ident, label in wanted.items() if ident not in records]
         records = {ident: rec for ident, rec in records.items() if ident in wanted}
-    else:
+    else:  # another sweeper (Optuna): the jobs it launched are those Hydra set up since the start
         missing = []
+        records = {ident: (path, rec) for ident, (path, rec) in records.items()
+                   if launched_since(path, SweepGuard.started or 0)}  # fmt: skip
     counts: dict[str, int] = {}
     lines = []
     for _identity, (path, record) in sorted(records.items()):
@@ -166,6 +171,20 @@ def summarise_sweep(exit_code: int) -> int:
         file=sys.stderr,
     )
     return exit_code or (1 if bad else 0)
+
+
+def launched_since(job_dir: Path, started: float) -> bool:
+    """Whether Hydra set up ``job_dir`` for a job at or after ``started`` (a Unix time).
+
+    Hydra writes ``.hydra/overrides.yaml`` into a job's folder each time it launches the job,
+    even one that then skips as done; a folder without it counts as launched. One second of
+    slack allows for file systems whose clock is coarser than ``time.time()``.
+    """
+    marker = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        return marker.stat().st_mtime >= started - 1.0
+    except FileNotFoundError:
+        return True
 
 
 def job_records(sweep: Path) -> dict[str, tuple[Path, dict]]:

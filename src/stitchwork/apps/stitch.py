@@ -33,6 +33,7 @@ from .common import (
 )
 from .config_check import check_config
 from .entry import hydra_entry
+from .objective import check_objective
 from .stitch_matrix import is_matrix, matrix_job
 from .tables import print_table
 from .validate import user_errors
@@ -43,6 +44,8 @@ log = logging.getLogger("stitchwork")
 SUMMARY = ("acc_a", "acc_b", "stitched_acc", "relative_acc", "penalty", "dm_residual_fit",
            "dm_residual_test", "dm_residual_centered_fit", "dm_residual_centered_test",
            "cka_stitched_target", "agreement_b", "kl_b", "ood_score")  # fmt: skip
+#: What ``objective`` may name: the scalar metrics of a single-pair job worth optimising.
+OBJECTIVES = (*SUMMARY, "ood_mahalanobis_stitched", "ood_mahalanobis_target")
 
 
 def side_data_config(cfg: DictConfig, side: str) -> DictConfig:
@@ -94,7 +97,10 @@ def stitch_job(job: Job) -> dict:
     cfg = job.cfg
     check_config(cfg)
     if is_matrix(cfg):
+        check_objective(cfg, (), hint=" (a stitching matrix records matrices; sweep single pairs, "
+                                      "layer_pair=same or default, to optimise one)")  # fmt: skip
         return matrix_job(job, donor, matching_config)
+    check_objective(cfg, OBJECTIVES)
     data = build_data(cfg.data)
     with user_errors():
         stitch_factory = resolve_stitch(instantiate(cfg.stitch))
