@@ -7,6 +7,9 @@ The three-trial search runs the real console script with the preset of
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from stitchwork.apps.objective import check_objective, sweeper_return
 from stitchwork.apps.stitch import OBJECTIVES
 from stitchwork.apps.validate import UserError
 
+REPO = Path(__file__).resolve().parents[1]
 PRESET = "digits_task_loss_optuna"
 TINY = ["tiny=two_models"]  # one-epoch base models on the CPU (shared with the other stitch tests)
 
@@ -58,15 +62,19 @@ def test_a_bad_objective_is_refused_at_config_time_listing_the_valid_names():
     check_config(_compose("train", ["objective=test_acc"]))  # names are checked where the app knows them
 
 
-def test_a_stitch_job_with_an_unknown_objective_fails_before_any_training(run_cli):
-    proc = run_cli("stitch", "layer_pair.front=conv4", "objective=relative_accuracy", *TINY, check=False,
-                   env={"HYDRA_FULL_ERROR": ""})  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert "objective=relative_accuracy is not a scalar metric of this job; valid: acc_a, acc_b" in proc.stderr
-    assert "Traceback" not in proc.stderr and "training base model" not in proc.stdout + proc.stderr
-    matrix = run_cli("stitch", "layer_pair=matrix", "objective=relative_acc", *TINY, check=False,
-                     env={"HYDRA_FULL_ERROR": ""})  # fmt: skip
-    assert matrix.returncode == 2 and "a stitching matrix records matrices" in matrix.stderr, matrix.stderr
+def test_a_stitch_job_with_an_unknown_objective_fails_before_any_training(tmp_path):
+    cases = [["layer_pair.front=conv4", "objective=relative_accuracy"], ["layer_pair=matrix", "objective=relative_acc"]]
+    batch = [{"app": "stitch", "args": [*args, *TINY], "cwd": str(tmp_path / f"case{i}")} for i, args in enumerate(cases)]
+    (tmp_path / "cases.json").write_text(json.dumps(batch))
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # as a user's shell has it
+    subprocess.run([sys.executable, str(REPO / "tests" / "cli_batch.py"), str(tmp_path / "cases.json"),
+                    str(tmp_path / "out.json")], env=env, check=True, timeout=600)  # one process for both
+    single, matrix = json.loads((tmp_path / "out.json").read_text())
+    assert single["code"] == matrix["code"] == 2, (single, matrix)
+    assert "objective=relative_accuracy is not a scalar metric of this job; valid: acc_a, acc_b" in single["output"]
+    assert "a stitching matrix records matrices" in matrix["output"]
+    for case in (single, matrix):
+        assert "Traceback" not in case["output"] and "training base model" not in case["output"]
 
 
 def test_asking_for_optuna_without_the_plugin_names_the_extra(monkeypatch):
