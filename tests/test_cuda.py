@@ -238,7 +238,7 @@ def _cpu(perm: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {p: v.cpu() for p, v in perm.items()}
 
 
-@pytest.mark.parametrize("name", ["mlp", "tiny10-bn", "resnet20-bn"])
+@pytest.mark.parametrize("name", ["mlp", "tiny10-bn", "resnet20-bn", "torchvision-vgg"])
 def test_weight_matching_on_cuda_recovers_the_planted_permutation(name):
     spec, model_a, model_b, pi = planted(name)
     found = _cpu(weight_matching(spec, _on_device(model_a.state_dict()), _on_device(model_b.state_dict()),

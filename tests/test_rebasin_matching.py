@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
+from torch import nn
+from torchvision.models.vgg import VGG, make_layers
 
 from stitchwork.models import MLP, ResNet20, Tiny10, vgg11
-from stitchwork.models.outside import torchvision_model
+from stitchwork.models.outside import outside_model, torchvision_model
 from stitchwork.rebasin.activation_matching import ActivationMatcher
 from stitchwork.rebasin.apply import (
     invert_permutation,
@@ -20,7 +22,19 @@ from stitchwork.rebasin.matching import Matcher, Naive
 from stitchwork.rebasin.spec import SpecError
 from stitchwork.rebasin.weight_matching import WeightMatcher, weight_matching
 
+from .test_rebasin_fx import ConvFlattenLinear
 from .test_rebasin_spec import randomise_norms
+
+
+def narrow_torchvision_vgg() -> nn.Module:
+    """torchvision's VGG class (features, AdaptiveAvgPool2d(7), flatten, classifier) at widths a
+    CPU test affords: its first classifier layer reads 16 channels x 49 positions, as vgg16_bn's
+    reads 512 x 49 (whose 25088 x 4096 weight makes weight matching minutes long on a CPU)."""
+    net = VGG(make_layers([8, "M", 16, "M", 16], batch_norm=True), num_classes=10)
+    net.classifier = nn.Sequential(nn.Linear(16 * 49, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 24),
+                                   nn.ReLU(True), nn.Dropout(), nn.Linear(24, 10))  # fmt: skip
+    return outside_model(net, (3, 16, 16))
+
 
 MODELS = {
     "mlp": lambda: MLP((20,), 5, depth=3, width=32),
@@ -29,6 +43,8 @@ MODELS = {
     "resnet20-ln": lambda: ResNet20((3, 8, 8), 10, width=1, norm="ln"),
     "resnet20-bn": lambda: ResNet20((3, 8, 8), 10, width=1, norm="bn"),
     "torchvision-resnet18": lambda: torchvision_model((3, 16, 16), 10, "resnet18"),  # spec inferred by fx
+    "torchvision-vgg": narrow_torchvision_vgg,  # fx: the classifier reads the last conv's channels in blocks
+    "conv-flatten-linear": lambda: ConvFlattenLinear(channels=6, hidden=8),
 }
 
 
@@ -45,8 +61,12 @@ def planted(name: str, randomise: bool = True):
 def assert_recovers(spec, model_a, model_b, pi, found):
     for p in spec.perms:
         assert torch.equal(found[p], invert_permutation(pi)[p]), p
-    aligned = permute_model(model_b, spec, found).state_dict()
-    assert all(torch.equal(aligned[k], v) for k, v in model_a.state_dict().items())
+    aligned = permute_model(model_b, spec, found)
+    assert all(torch.equal(aligned.state_dict()[k], v) for k, v in model_a.state_dict().items())
+    x = torch.randn(4, *model_a.input_shape, generator=torch.Generator().manual_seed(0))
+    x = x.to(next(model_a.parameters()).device)
+    with torch.no_grad():
+        torch.testing.assert_close(aligned.eval()(x), model_a(x), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -140,9 +160,11 @@ def textbook_weight_matching(spec, state_a, state_b, sweeps: int, seed: int):
                     continue
                 w_b = b[key]
                 for other, q in enumerate(spec.axes_to_perm[key]):
-                    if q is not None and other != axis:
-                        w_b = w_b.index_select(other, perm[q])
-                sim += a[key].movedim(axis, 0).reshape(n, -1) @ w_b.movedim(axis, 0).reshape(n, -1).T
+                    if q is not None and other != axis:  # a blocked axis moves whole blocks
+                        blocks = torch.arange(w_b.shape[other]).view(spec.perm_sizes[q], -1)
+                        w_b = w_b.index_select(other, blocks[perm[q]].reshape(-1))
+                w_a = a[key].unflatten(axis, (n, -1)).movedim(axis, 0).reshape(n, -1)
+                sim += w_a @ w_b.unflatten(axis, (n, -1)).movedim(axis, 0).reshape(n, -1).T
             _, cols = linear_sum_assignment(sim.numpy(), maximize=True)
             old, new = sim[torch.arange(n), perm[p]].sum(), sim[torch.arange(n), cols].sum()
             if new - old > 1e-12 * (1.0 + abs(old)):
@@ -153,7 +175,9 @@ def textbook_weight_matching(spec, state_a, state_b, sweeps: int, seed: int):
     return perm, history
 
 
-@pytest.mark.parametrize("name", ["mlp", "tiny10-bn", "vgg11-none", "resnet20-ln", "resnet20-bn"])
+@pytest.mark.parametrize(
+    "name", ["mlp", "tiny10-bn", "vgg11-none", "resnet20-ln", "resnet20-bn", "torchvision-vgg", "conv-flatten-linear"]
+)
 def test_weight_matching_equals_the_textbook_loop_sweep_by_sweep(name):
     """Two unrelated random nets: same permutations and same objective after every sweep."""
     torch.manual_seed(1)

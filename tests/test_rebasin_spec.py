@@ -115,6 +115,16 @@ def test_spec_validation_names_the_problem():
         build_spec(sizes, model)
 
 
+def test_blocked_axes_are_validated():
+    model = MLP((4,), 2, depth=1, width=3)  # stages.head.weight: (2, 3)
+    axes = dense("stages.fc1.1", "h", None) | dense("stages.head", None, "h")
+    with pytest.raises(SpecError, match="not a multiple of its block 2"):
+        build_spec(axes, model, blocks={("stages.head.weight", 1): 2})
+    with pytest.raises(SpecError, match="no permutation acts on"):
+        build_spec(axes, model, blocks={("stages.head.weight", 0): 2})
+    assert dict(build_spec(axes, model, blocks={("stages.head.weight", 1): 1}).blocks) == {}
+
+
 def test_bad_permutation_is_rejected():
     spec = spec_for(ZOO["mlp"])
     perm = random_permutation(spec, 0)

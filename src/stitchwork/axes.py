@@ -15,6 +15,11 @@ and :func:`stitchwork.rebasin.spec_for` uses it, inferring one by torch.fx other
 Convention used throughout :mod:`stitchwork.rebasin`: a permutation ``perm[p]`` is a
 ``LongTensor`` of size ``n_p``; the permuted tensor is ``w.index_select(axis, perm[p])``,
 i.e. new unit ``i`` is old unit ``perm[p][i]``.
+
+A *blocked* axis holds each unit of ``p`` as a run of ``block`` consecutive entries: the
+input axis of a Linear layer that reads a flattened ``(C, H, W)`` map (channel-major, index
+``c·H·W + s``) is ``p`` on ``C`` channels with ``block = H·W``. It is permuted by the block
+expansion of ``perm[p]`` (:func:`expand_index`), and ``n_p · block`` is the axis size.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ class PermutationSpec:
         ``perm -> module names`` whose outputs carry the permuted units on axis 1
         (used by activation matching; may be empty for a spec used by weight
         matching only).
+    blocks
+        ``(key, axis) -> block`` for the blocked axes (see the module docstring); an
+        axis not listed has block 1.
     """
 
     axes_to_perm: Mapping[str, tuple[str | None, ...]]
@@ -62,6 +70,11 @@ class PermutationSpec:
     perm_sizes: Mapping[str, int]
     buffers: frozenset[str] = frozenset()
     activations: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    blocks: Mapping[tuple[str, int], int] = field(default_factory=dict)
+
+    def block(self, key: str, axis: int) -> int:
+        """How many consecutive entries of axis ``axis`` of ``key`` each unit occupies."""
+        return self.blocks.get((key, axis), 1)
 
     @property
     def perms(self) -> list[str]:
@@ -77,23 +90,35 @@ class PermutationSpec:
         return frozenset(frozenset(axes) for axes in self.perm_to_axes.values())
 
     def equivalent(self, other: PermutationSpec) -> bool:
-        """Same keys, same axis groups and same sizes, whatever the permutation names."""
+        """Same keys, axis groups, blocks and sizes, whatever the permutation names."""
         return (
             set(self.axes_to_perm) == set(other.axes_to_perm)
             and self.partition() == other.partition()
+            and dict(self.blocks) == dict(other.blocks)
             and sorted(self.perm_sizes.values()) == sorted(other.perm_sizes.values())
         )
 
 
+def expand_index(index: torch.Tensor, block: int) -> torch.Tensor:
+    """The permutation of ``len(index) · block`` entries that moves whole blocks:
+    entry ``index[i]·block + s`` goes to ``i·block + s`` (``index`` itself for block 1)."""
+    if block == 1:
+        return index
+    offsets = torch.arange(block, device=index.device)
+    return (index[:, None] * block + offsets).reshape(-1)
+
+
 def build_spec(
-    axes: Axes, model: nn.Module, activations: Mapping[str, tuple[str, ...]] | None = None
+    axes: Axes, model: nn.Module, activations: Mapping[str, tuple[str, ...]] | None = None,
+    blocks: Mapping[tuple[str, int], int] | None = None,
 ) -> PermutationSpec:
     """Validate ``axes`` against ``model.state_dict()`` and derive the inverse map.
 
     Every state_dict key must be listed, with one entry per tensor axis, and every
-    permutation must see the same size on every axis it touches.
+    permutation must see the same size on every axis it touches (a blocked axis, listed
+    in ``blocks`` as ``(key, axis) -> block``, is ``block`` times that size).
     """
-    state = model.state_dict()
+    state, blocks = model.state_dict(), dict(blocks or {})
     missing, extra = set(state) - set(axes), set(axes) - set(state)
     if missing or extra:
         raise SpecError(
@@ -111,12 +136,18 @@ def build_spec(
         for axis, perm in enumerate(axes[key]):
             if perm is None:
                 continue
-            if sizes.setdefault(perm, tensor.shape[axis]) != tensor.shape[axis]:
+            block, size = blocks.get((key, axis), 1), tensor.shape[axis]
+            if size % block:
+                raise SpecError(f"axis {axis} of {key!r} has size {size}, not a multiple of its block {block}")
+            if sizes.setdefault(perm, size // block) != size // block:
                 raise SpecError(
                     f"permutation {perm!r} has size {sizes[perm]} elsewhere but axis {axis} "
-                    f"of {key!r} has size {tensor.shape[axis]}"
+                    f"of {key!r} has size {size}" + (f" in blocks of {block}" if block > 1 else "")
                 )
             perm_to_axes.setdefault(perm, []).append((key, axis))
+    loose = [(k, a) for (k, a) in blocks if k not in axes or a >= len(axes[k]) or axes[k][a] is None]
+    if loose:
+        raise SpecError(f"blocks given for axes that no permutation acts on: {sorted(loose)}")
     params = {name for name, _ in model.named_parameters()}
     acts = dict(activations or {})
     unknown = set(acts) - set(perm_to_axes)
@@ -128,6 +159,7 @@ def build_spec(
         perm_sizes=MappingProxyType(sizes),
         buffers=frozenset(set(state) - params),
         activations=MappingProxyType(acts),
+        blocks=MappingProxyType({k: b for k, b in blocks.items() if b != 1}),
     )
 
 

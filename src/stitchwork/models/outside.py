@@ -23,10 +23,13 @@ PREFIXES = ("model.", "module.", "backbone.")
 
 
 class _ToRGB(nn.Module):
-    """Repeat a one-channel image to three channels (no parameters, so no weights change)."""
+    """Repeat a one-channel image to three channels (no parameters, so no weights change).
+
+    No branch on the shape, so that torch.fx can trace the model (re-basin infers its spec so).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        return x.expand(-1, 3, -1, -1)
 
 
 def _with_rgb_input(model: CutModel, input_shape: Sequence[int]) -> CutModel:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..utils.atomic import atomic_torch_save
-from .spec import Permutation, PermutationSpec, SpecError
+from .spec import Permutation, PermutationSpec, SpecError, expand_index
 
 StateDict = dict[str, torch.Tensor]
 
@@ -30,10 +30,11 @@ def permute_tensor(
     spec: PermutationSpec, perm: Mapping[str, torch.Tensor], key: str, w: torch.Tensor,
     except_axis: int | None = None,
 ) -> torch.Tensor:
-    """``w`` (the entry ``key``) with every permuted axis re-indexed, but ``except_axis``."""
+    """``w`` (the entry ``key``) with every permuted axis re-indexed, but ``except_axis``
+    (a blocked axis by the block expansion of its permutation)."""
     for axis, name in enumerate(spec.axes_to_perm[key]):
         if name is not None and axis != except_axis:
-            w = w.index_select(axis, perm[name].to(w.device))
+            w = w.index_select(axis, expand_index(perm[name].to(w.device), spec.block(key, axis)))
     return w
 
 

@@ -12,8 +12,12 @@ from ..axes import (
     build_spec,
     conv,
     dense,
+    expand_index,
     norm,
     norm_kind,
 )
 
-__all__ = ["Axes", "Permutation", "PermutationSpec", "SpecError", "build_spec", "conv", "dense", "norm", "norm_kind"]
+__all__ = [
+    "Axes", "Permutation", "PermutationSpec", "SpecError", "build_spec", "conv", "dense", "expand_index", "norm",
+    "norm_kind",
+]

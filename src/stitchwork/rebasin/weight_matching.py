@@ -89,14 +89,17 @@ class _Layouts:
         self.terms: dict[str, list[_Term]] = {}
         #: permutation q -> the (term, axis of q in term.b) that q re-indexes
         self.touches: dict[str, list[tuple[_Term, int]]] = {q: [] for q in spec.perms}
+        split = {k: _split_blocks(spec, k, a[k], b[k]) for k in a}
         for p in spec.perms:
             terms = []
-            for key, axis in spec.perm_to_axes[p]:
+            for key, old_axis in spec.perm_to_axes[p]:
                 if key not in a:  # buffers are permuted, not matched
                     continue
-                rest = [q for i, q in enumerate(spec.axes_to_perm[key]) if i != axis]
+                a_key, b_key, key_axes, where = split[key]
+                axis = where[old_axis]
+                rest = [q for i, q in enumerate(key_axes) if i != axis]
                 others = tuple((q, i + 1) for i, q in enumerate(rest) if q is not None)
-                terms.append(_Term(key, ops.axis_first(a[key], axis), ops.axis_first(b[key], axis), others))
+                terms.append(_Term(key, ops.axis_first(a_key, axis), ops.axis_first(b_key, axis), others))
                 for q, b_axis in others:
                     self.touches[q].append((terms[-1], b_axis))
             self.terms[p] = terms
@@ -131,6 +134,26 @@ class _Layouts:
         sigma = self.ops.index(sigma)
         for term, b_axis in self.touches[q]:
             term.b = self.ops.take(term.b, sigma, b_axis)
+
+
+def _split_blocks(
+    spec: PermutationSpec, key: str, a: Array, b: Array
+) -> tuple[Array, Array, tuple[str | None, ...], list[int]]:
+    """A's and B's ``key`` with every blocked axis split into ``(units, block)``, the axes of
+    that layout (the block axis unpermuted) and where each original axis went.
+
+    A Linear reading a flattened ``(C, H, W)`` map, ``(out, C·H·W)``, becomes ``(out, C, H·W)``:
+    its similarity term for the channels' permutation sums over ``out`` and the positions.
+    """
+    shape: list[int] = []
+    axes: list[str | None] = []
+    where: list[int] = []
+    for axis, (size, q) in enumerate(zip(a.shape, spec.axes_to_perm[key], strict=True)):
+        where.append(len(shape))
+        block = spec.block(key, axis)
+        shape += [size // block, block] if block > 1 else [size]
+        axes += [q, None] if block > 1 else [q]
+    return a.reshape(shape), b.reshape(shape), tuple(axes), where
 
 
 def weight_matching(
