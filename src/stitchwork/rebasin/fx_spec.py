@@ -127,7 +127,8 @@ def _reduces_positions_only(node: fx.Node) -> bool:
 
 def _flatten_dims(node: fx.Node) -> tuple[int, int]:
     """``(start_dim, end_dim)`` of a ``torch.flatten`` call or ``Tensor.flatten`` method."""
-    dims = {"start_dim": 0, "end_dim": -1} | dict(zip(("start_dim", "end_dim"), node.args[1:], strict=False)) | node.kwargs
+    given = dict(zip(("start_dim", "end_dim"), node.args[1:], strict=False)) | node.kwargs
+    dims = {"start_dim": 0, "end_dim": -1} | given
     return int(dims["start_dim"]), int(dims["end_dim"])
 
 
