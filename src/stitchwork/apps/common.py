@@ -25,9 +25,10 @@ from ..training import TrainRecipe, check_trainer_options, fit_classifier
 from ..utils.distributed import is_main_process
 from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
 from .config import effective_config, job_id
-from .failures import log_traceback_to_files
+from .failures import log_job_failure
 from .logging import JobLogger, open_logger
 from .multirun import sweep_run_name
+from .quiet import quiet_console
 from .validate import as_user_error, constructor_errors, user_errors
 
 log = logging.getLogger("stitchwork")
@@ -207,6 +208,7 @@ def run_job(cfg: DictConfig, app: str, body: Callable[[Job], dict]) -> dict:
     (:class:`JobInterrupted` is re-raised: the app exits with 128 + the signal number). The
     logger always finishes. The resolved ``device`` is recorded as the metric ``device``.
     """
+    quiet_console()  # again: a launcher may run this job in a fresh process
     out = output_dir()
     identity = job_id(cfg)
     if not is_main_process():  # other ranks of a data-parallel job compute, rank 0 records
@@ -257,8 +259,7 @@ def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Calla
         raise
     except Exception as err:
         record.fail(err)
-        log.error("%s job %s failed: %s", app, identity, record.error)
-        log_traceback_to_files(err)
+        log_job_failure(f"{app} job {identity} failed", err, record.error, _in_sweep(), log)
         raise
     finally:
         write_results(out, record)
@@ -266,6 +267,14 @@ def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Calla
         if stop is not None and stop.will_requeue:
             stop.hand_on()  # submitit requeues the job and exits
     return record.__dict__
+
+
+def _in_sweep() -> bool:
+    """Whether this job is part of a multirun (its failures are listed in the closing summary)."""
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
 
 
 def _run_name() -> str | None:

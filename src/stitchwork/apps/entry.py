@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 from ..sweep.signals import JobInterrupted
 from .config import conf_dir, register_resolvers
 from .failures import print_failure
-from .multirun import summarise_sweep
+from .multirun import SweepGuard, summarise_sweep
 from .objective import sweeper_return
+from .quiet import quiet_console
 from .slurm_check import require_slurm_for_argv
 from .sweeper_check import require_optuna_for_argv
 
@@ -35,6 +36,7 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
         return sweeper_return(cfg, task(cfg))
 
     def main() -> Any:
+        quiet_console()  # before Lightning can print its hints
         argv = sys.argv[1:]
         # Before Hydra submits anything: a SLURM launcher without SLURM is a clear error.
         require_slurm_for_argv(argv)
@@ -52,7 +54,8 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
         except SystemExit as stop:  # Hydra exits (--help, ...), or the sweep guard refused the sweep
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         except Exception as err:  # a user error is one paragraph; a bug (or HYDRA_FULL_ERROR=1) raises
-            code = None if full_error else print_failure(err)
+            summarised = multirun and SweepGuard.sweep_dir is not None  # the summary lists job errors
+            code = None if full_error else print_failure(err, summarised=summarised)
             if code is None:
                 if multirun:
                     summarise_sweep(1)

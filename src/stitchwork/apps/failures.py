@@ -30,13 +30,20 @@ from .validate import is_user_error
 USER_ERROR_EXIT = 2
 
 
-def print_failure(err: BaseException) -> int:
-    """Print ``err`` for the console as a user error or a bug; return the exit code."""
+def print_failure(err: BaseException, summarised: bool = False) -> int:
+    """Print ``err`` for the console as a user error or a bug; return the exit code.
+
+    ``summarised``: a multirun's closing summary lists every failed job with its error, so a
+    user error raised inside a job only gets the hint (its message would show twice).
+    """
     message = user_message(err)
     if message is None:
         traceback.print_exception(err)
         return 1
-    print(f"{_program()}: error: {message}{_hint(err)}", file=sys.stderr)
+    if summarised and _inside_job(err):
+        print(f"{_program()}: error in a job, listed below{_hint(err)}", file=sys.stderr)
+    else:
+        print(f"{_program()}: error: {message}{_hint(err)}", file=sys.stderr)
     return USER_ERROR_EXIT
 
 
@@ -68,15 +75,28 @@ def user_message(err: BaseException) -> str | None:
     return None
 
 
-def log_traceback_to_files(err: BaseException, logger: logging.Logger | None = None) -> None:
-    """Write ``err``'s traceback to the file handlers of the root logger only (the job's log file).
+def log_job_failure(what: str, err: BaseException, error: str, in_sweep: bool = False,
+                    logger: logging.Logger | None = None) -> None:  # fmt: skip
+    """Log that a job failed (``what: error``), and ``err``'s traceback to the job's log file only.
 
-    The console handler is left out: a user error shows there as one paragraph.
+    A bug's line goes to the console too. A user error's console gets its message once: as
+    the paragraph :func:`print_failure` prints after a single run, or (``in_sweep``) in the
+    multirun's closing summary; meanwhile the console only notes which job failed.
     """
+    logger = logger or logging.getLogger("stitchwork")
+    if user_message(err) is None:
+        logger.error("%s: %s", what, error)
+    else:
+        _to_log_files(logger, "%s: %s", (what, error))
+        if in_sweep:
+            logger.error("%s on a user error (the message is in the closing summary)", what)
     text = "".join(traceback.format_exception(err)).rstrip()
-    record = (logger or logging.getLogger("stitchwork")).makeRecord(
-        "stitchwork", logging.ERROR, __file__, 0, "traceback of the failure:\n%s", (text,), None
-    )
+    _to_log_files(logger, "traceback of the failure:\n%s", (text,))
+
+
+def _to_log_files(logger: logging.Logger, msg: str, args: tuple) -> None:
+    """An ERROR record to the file handlers of the root logger only (the job's log file)."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, msg, args, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)

@@ -71,7 +71,7 @@ class PreemptionCheckpoint(L.Callback):
         # Every rank calls save_checkpoint (a collective); only rank 0 writes the file.
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{LAST}.tmp"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state, to resume from; says so
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 
