@@ -107,11 +107,18 @@ def register_resolvers() -> None:
     ``${sw_cut_points:model_a}`` (optionally ``${sw_cut_points:model_a,conv}``) is the
     comma-separated list of the cut points of the model at that config key, for sweeping
     every layer: ``hydra.sweeper.params: {layer_pair.front: ${sw_cut_points:model_a}}``.
+    ``${sw_help_groups:}`` and ``${sw_help_settings:}`` fill the ``--help`` page.
     """
     if not OmegaConf.has_resolver("sw_job_id"):
         OmegaConf.register_new_resolver("sw_job_id", _job_id_resolver, use_cache=False)
     if not OmegaConf.has_resolver("sw_cut_points"):
         OmegaConf.register_new_resolver("sw_cut_points", _cut_points_resolver, use_cache=False)
+    from . import help as app_help  # the --help page's lists (help imports this module)
+
+    if not OmegaConf.has_resolver("sw_help_groups"):
+        OmegaConf.register_new_resolver("sw_help_groups", app_help.groups_resolver, use_cache=False)
+    if not OmegaConf.has_resolver("sw_help_settings"):
+        OmegaConf.register_new_resolver("sw_help_settings", app_help.settings_resolver, use_cache=False)
 
 
 def instantiate_named(
