@@ -233,7 +233,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
                      "decay", "label_smoothing"), nonnegative_finite),
     **dict.fromkeys(("post_batches", "max_batches", "chunk_size"), optional(positive_int)),
     **dict.fromkeys(("merge_lam", "lam"), finite),
-    **dict.fromkeys(("force", "resize", "random_a", "download", "nesterov"), boolean),
+    **dict.fromkeys(("force", "resize", "random_a", "download", "nesterov", "print_config"), boolean),
     "p": probability,
     "qs": each(probability),
     "split": choice(SPLITS),

@@ -25,8 +25,9 @@ from ..zoo.identity import (
 #: Top-level config keys that never change a job's result: Hydra's own settings, the W&B /
 #: CSV logger, the zoo's location and corrupt-entry policy, ``force``, the sweep's name,
 #: ``device`` (where it runs: a job finished on a GPU node is not redone on a laptop) and
-#: ``objective`` (which metric a job returns to an optimising sweeper).
-RUNTIME_KEYS = frozenset({"hydra", "logger", "zoo", "force", "sweep_name", "device", "objective"})
+#: ``objective`` (which metric a job returns to an optimising sweeper) and ``extras``
+#: (console conveniences such as the config tree).
+RUNTIME_KEYS = frozenset({"hydra", "logger", "zoo", "force", "sweep_name", "device", "objective", "extras"})
 
 #: Count-or-fraction settings of jobs: the model ones plus SVCCA's ``keep`` (``1`` direction
 #: vs ``1.0`` of the variance).
