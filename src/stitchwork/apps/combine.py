@@ -17,6 +17,7 @@ from ..rebasin.combine_eval import evaluate_combinations, post_process_states, s
 from ..rebasin.figures import plot_curves, plot_histograms
 from ..rebasin.robustness import fraction_grid, robustness_sweep
 from ..rebasin.transitivity import transitivity
+from ..sweep.titles import config_title
 from .common import Job, run_job
 from .config_check import check_config
 from .endpoints import Endpoints, load_endpoints, match, post_process
@@ -58,7 +59,8 @@ def combinability(job: Job, ends: Endpoints) -> dict:
     print_table(f"{cfg.k} combinations ({cfg.sampler._target_.rsplit('.', 1)[-1]}), means on {cfg.split}",
                 ("B", "loss", "acc", "agree A", "agree B", "KL(A‖θ)"), rows)
     samples = {label: v["loss"] for label, v in metrics["per_sample"].items()}
-    job.logger.log_images({"combination_loss": str(plot_histograms(samples, job.out_dir / "combination_loss.png", "loss"))})
+    path = plot_histograms(samples, job.out_dir / "combination_loss.png", "loss", config_title(job.record.config))
+    job.logger.log_images({"combination_loss": str(path)})
     return metrics
 
 
@@ -78,7 +80,8 @@ def transitivity_mode(job: Job, ends: Endpoints) -> dict:
                 metrics[f"{path}_barrier_{quantity}_{kind}"] = value
     print_table("transitivity: loss barriers (max)", ("path", "barrier"),
                 [(p, v["barriers"][f"{cfg.split}_loss"]["max"]) for p, v in out.items()])
-    job.logger.log_images({"transitivity": str(plot_curves(metrics["curves"], job.out_dir / "transitivity.png"))})
+    path = plot_curves(metrics["curves"], job.out_dir / "transitivity.png", config_title(job.record.config))
+    job.logger.log_images({"transitivity": str(path)})
     return metrics
 
 

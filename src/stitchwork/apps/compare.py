@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..similarity import Measure, SimilarityInputError
 from ..similarity.all_pairs import SimilarityMatrices, all_pairs, check_all_pairs
 from ..sweep.heatmaps import LayerMatrix, draw_matrices, sanity_ranks
+from ..sweep.titles import config_title
 from .common import Job, build_data, build_model, get_base_model, run_job
 from .config import instantiate_named
 from .config_check import check_config
@@ -94,8 +95,9 @@ def compare_job(job: Job) -> dict:
     notes = sorted({str(w.message) for w in caught})
     for note in notes:
         log.warning("%s", note)
+    title = config_title(job.record.config)  # tiny10/digits seed 0 → seed 1 (sweep ...)
     figures = {
-        m: str(draw_matrices([layer_matrix(result, m)], job.out_dir / f"heatmap_{m}.png"))
+        m: str(draw_matrices([layer_matrix(result, m)], job.out_dir / f"heatmap_{m}.png", title))
         for m in result.values
     }
     job.logger.log_images({f"heatmap/{m}": p for m, p in figures.items()})

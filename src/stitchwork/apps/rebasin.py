@@ -16,6 +16,7 @@ from ..rebasin import Alignment, merge
 from ..rebasin.apply import permute_model, save_permutation
 from ..rebasin.interpolate import curve_barriers, interpolation_curve
 from ..rebasin.weight_matching import best_candidate
+from ..sweep.titles import config_title
 from ..training import evaluate
 from ..utils.atomic import atomic_torch_save
 from .common import Job, run_job
@@ -97,14 +98,14 @@ def rebasin_job(job: Job) -> dict:
         ("quantity", "max", "midpoint", "linear"),
         [(q, v["max"], v["midpoint"], v["linear"]) for q, v in barriers.items()],
     )
-    job.logger.log_images({"interpolation": _plot(curve, job.out_dir)})
+    job.logger.log_images({"interpolation": _plot(curve, job.out_dir, config_title(job.record.config))})
     return metrics
 
 
-def _plot(curve: dict, out_dir) -> str:
+def _plot(curve: dict, out_dir, title: str) -> str:
     from ..rebasin.figures import plot_curves
 
-    return str(plot_curves({"aligned": curve}, out_dir / "interpolation.png"))
+    return str(plot_curves({"aligned": curve}, out_dir / "interpolation.png", title))
 
 
 def task(cfg: DictConfig) -> dict:

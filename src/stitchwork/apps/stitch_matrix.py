@@ -27,7 +27,7 @@ from ..sweep.heatmaps import stitching_heatmaps
 from ..sweep.identity import matrix_family_id
 from ..sweep.pair_records import clear_pair_records, read_pair_records, sibling_pair_records, write_pair_records
 from ..sweep.records import write_results
-from ..sweep.report import matrix_rows
+from ..sweep.report import flatten, matrix_rows
 from .common import Job, build_data, build_model
 from .config import to_plain
 from .tables import print_table
@@ -113,9 +113,9 @@ def _finished_pairs(job: Job, family: str, fronts: list[str], backs: list[str]) 
 
 def _figures(job: Job, cfg: DictConfig, metrics: dict) -> None:
     """The report's heatmaps of this job alone, in its folder and on its logger."""
-    record = {"app": "stitch", "identity": job.identity, "status": "ok", "config": {"layer_pair": {}},
-              "metrics": metrics}  # fmt: skip
-    paths = stitching_heatmaps(matrix_rows(record, {"app": "stitch", "status": "ok"}), job.out_dir)
+    record = {"app": "stitch", "identity": job.identity, "status": "ok", "metrics": metrics}
+    row = {"app": "stitch", "status": "ok", **flatten(job.record.config, "config")}  # titles read the config
+    paths = stitching_heatmaps(matrix_rows(record, row), job.out_dir)
     job.logger.log_images({p.stem: p for p in paths})
 
 

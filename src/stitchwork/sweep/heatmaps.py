@@ -21,6 +21,7 @@ import numpy as np
 
 from ..utils.figures import new_figure, save_figure
 from .identity import is_runtime_key
+from .titles import DESCRIBED, comparison_title, flat_config
 
 FRONT, BACK = "config.layer_pair.front", "config.layer_pair.back"
 #: Row columns that never define a group (the layer pair itself; settings outside the job
@@ -184,13 +185,24 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "all"
 
 
-def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") -> Path:
-    """One PNG with a heatmap panel per matrix (empty cells grey, values written when few)."""
+#: grids with more cells than this get no cell values (and smaller cells): text would be unreadable
+MAX_VALUE_CELLS = 256
+
+
+def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "", mark_best: bool = True) -> Path:
+    """One PNG with a heatmap panel per matrix, ``title`` above them (what was compared).
+
+    Empty cells are grey; cell values are written in 7-pt type on grids of up to
+    :data:`MAX_VALUE_CELLS` cells and left out on larger ones (the axis label says so);
+    ``mark_best`` marks each row's and column's best cell.
+    """
     import matplotlib
     rows, cols = matrices[0].values.shape
+    show_values = rows * cols <= MAX_VALUE_CELLS
+    cell = 0.45 if show_values else 0.25  # inches per cell
     label_width = 0.07 * max(len(label) for label in matrices[0].row_labels)  # inches of y tick text
-    width = (1.2 + label_width + 0.45 * max(cols, 4)) * len(matrices)
-    fig = new_figure((width, 1.6 + 0.4 * max(rows, 3)), layout="constrained")
+    width = max((1.2 + label_width + cell * max(cols, 4)) * len(matrices), 0.065 * len(title))
+    fig = new_figure((width, 1.6 + (0.9 * cell) * max(rows, 3) + 0.2 * bool(title)), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     for ax, m in zip(axes, matrices, strict=True):
         cmap_name, _ = METRICS.get(m.metric, ("viridis", True))
@@ -201,32 +213,45 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "") 
         bounded = m.metric.endswith("acc") and np.nanmax(m.values, initial=0) <= 1
         vmin, vmax = (0.0, 1.0) if bounded else (None, None)
         image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-        _mark_best(ax, m.values, METRICS.get(m.metric, ("", True))[1])
+        if mark_best:
+            _mark_best(ax, m.values, METRICS.get(m.metric, ("", True))[1])
         ax.set_xticks(range(len(m.col_labels)), m.col_labels, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(m.row_labels)), m.row_labels, fontsize=7)
-        ax.set_xlabel(m.col_axis, fontsize=8)
+        hidden = "" if show_values else f" ({rows}×{cols}: values in results.csv)"
+        ax.set_xlabel(m.col_axis + hidden, fontsize=8)
         ax.set_ylabel(m.row_axis, fontsize=8)
         ax.set_title(LABELS.get(m.title, m.title) or LABELS.get(m.metric, m.metric), fontsize=9)
-        finite = m.values[~np.isnan(m.values)]
-        form = "{:.0f}" if np.array_equal(finite, np.round(finite)) else "{:.2f}"
-        if m.values.size <= 256:
-            for (i, j), v in np.ndenumerate(m.values):
-                if not math.isnan(v):
-                    ax.text(j, i, form.format(v), ha="center", va="center", fontsize=7 if m.values.size <= 64 else 5,
-                            color="w" if _dark(image, v) else "k")  # fmt: skip
+        if show_values:
+            _write_values(ax, image, m.values)
         fig.colorbar(image, ax=ax, shrink=0.8).set_label(LABELS.get(m.metric, m.metric), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    if mark_best:
+        fig.supxlabel("red square: best cell of its row; blue dot: best cell of its column", fontsize=7)
     return save_figure(fig, path)
 
 
+def _write_values(ax, image, values: np.ndarray) -> None:
+    """Each finite cell's value (integers without decimals), white on dark cells."""
+    finite = values[~np.isnan(values)]
+    form = "{:.0f}" if np.array_equal(finite, np.round(finite)) else "{:.2f}"
+    for (i, j), v in np.ndenumerate(values):
+        if not math.isnan(v):
+            ax.text(j, i, form.format(v), ha="center", va="center", fontsize=7, color="w" if _dark(image, v) else "k")
+
+
 def _mark_best(ax, values: np.ndarray, higher_is_better: bool) -> None:
-    """A red square on the best cell of each row (for sanity: a layer should prefer itself)."""
+    """A red square on the best cell of each row and a blue dot in the corner of the best cell
+    of each column (for sanity: a layer should prefer itself, from either side)."""
     import matplotlib.patches
+    best = np.nanargmax if higher_is_better else np.nanargmin
     for i, row in enumerate(values):
         if np.isfinite(row).any():
-            j = int(np.nanargmax(row) if higher_is_better else np.nanargmin(row))
+            j = int(best(row))
             ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.2))
+    for j, column in enumerate(values.T):
+        if np.isfinite(column).any():
+            ax.plot([j + 0.32], [int(best(column)) - 0.32], marker="o", markersize=3, color="tab:blue", ls="")
 
 
 def _dark(image, value: float) -> bool:
@@ -239,21 +264,31 @@ def stitching_heatmaps(
     metrics: Sequence[str] = ("stitched_acc", "relative_acc", "dm_residual_test"),
 ) -> list[Path]:  # fmt: skip
     """Report figure: per group a front × back heatmap PNG (panels: ``metrics``), or for
-    same-layer sweeps one group × layer PNG. Returns the PNG paths ([] without stitch jobs)."""
+    same-layer sweeps one group × layer PNG, titled by what was compared
+    (:func:`heatmap_title`). Returns the PNG paths ([] without stitch jobs)."""
     jobs, out = stitch_rows(rows), Path(out_dir)
     if not jobs:
         return []
-    groups = split_groups(jobs)
+    groups, keys = split_groups(jobs), group_keys(jobs)
     same = {label: g for label, g in groups.items() if is_same_layer(g)}
     paths = []
     if same:
         panels = [profile_matrix(same, m, title=m) for m in metrics]
-        paths.append(draw_matrices(panels, out / "heatmap_same_layer.png", "stitching at the same cut point"))
+        title = "same cut point in A and B — " + heatmap_title([r for g in same.values() for r in g], [])
+        paths.append(draw_matrices(panels, out / "heatmap_same_layer.png", title))
     for label, group in groups.items():
         if label not in same:
             panels = [layer_matrix(group, m, title=m) for m in metrics]
-            paths.append(draw_matrices(panels, out / f"heatmap_{slug(label)}.png", label))
+            paths.append(draw_matrices(panels, out / f"heatmap_{slug(label)}.png", heatmap_title(group, keys)))
     return paths
+
+
+def heatmap_title(rows: Sequence[dict], keys: Sequence[str]) -> str:
+    """What a group of stitch rows compared (:func:`.titles.comparison_title`), plus the group's
+    other varying settings ``keys`` that the comparison does not name (``stitch=bn_affine``)."""
+    title = comparison_title([flat_config(r) for r in rows])
+    rest = [k for k in keys if k.removeprefix("config.").split(".", 1)[0] not in DESCRIBED]
+    return title + (f"; {group_label(rows[0], rest)}" if rest else "")
 
 
 def sanity_summary(
@@ -286,7 +321,8 @@ def sanity_summary(
     labels = [f"{name}: {sum(r['self_first'] for r in ranks)}/{len(ranks)} first" for name, ranks in lines]
     matrix = LayerMatrix("rank of B's layer i for A's layer i (1: best match)", "self_rank",
                          labels, layers, values, row_axis="", col_axis="layer i")  # fmt: skip
-    return [draw_matrices([matrix], out / "sanity.png")]
+    compared = heatmap_title([r for g in groups.values() for r in g], [])
+    return [draw_matrices([matrix], out / "sanity.png", f"sanity check — {compared}", mark_best=False)]
 
 
 def _write_csv(records: list[dict], path: Path) -> Path:
