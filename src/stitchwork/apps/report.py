@@ -56,11 +56,12 @@ def task(cfg: DictConfig) -> dict:
         for s in ("ok", "failed", "interrupted", "preempted", "running")
     }
     _export(cfg, out, rows, figures)
-    print(
-        f"{len(rows)} jobs ({counts['ok']} ok, {counts['failed']} failed, "
-        f"{counts['interrupted'] + counts['preempted']} interrupted, {counts['running']} unfinished) "
-        f"-> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}; page {page}"
-    )
+    states = (f"{counts['ok']} ok, {counts['failed']} failed, "
+              f"{counts['interrupted'] + counts['preempted']} interrupted, {counts['running']} unfinished")  # fmt: skip
+    jobs = len({r["path"] for r in rows})
+    head = f"{jobs} jobs ({states})" if jobs == len(rows) else (
+        f"{jobs} jobs, {len(rows)} rows (one per layer pair of a matrix job; {states})")
+    print(f"{head} -> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}; page {page}")
     return {
         "table": str(table),
         "rows": len(rows),

@@ -80,13 +80,15 @@ def matrix_rows(record: dict, row: dict) -> list[dict]:
 
     The job's row ``row`` is copied and given the pair's ``config.layer_pair.front`` /
     ``back``, its status (``ok``, ``skipped``, ``failed``; the reason goes to ``error``) and
-    its scalar metrics, so tables and heatmaps treat a matrix job as a per-pair sweep.
+    its scalar metrics, so tables and heatmaps treat a matrix job as a per-pair sweep; the job's
+    own status stays in ``job_status``.
     """
     out = []
     for pair in record["metrics"]["pairs"]:
         pair_row = {k: v for k, v in row.items() if not k.startswith("metrics.")}
         pair_row.update({"config.layer_pair.front": pair["front"], "config.layer_pair.back": pair["back"],
-                         "status": pair.get("status"), "error": pair.get("reason"), "matrix_job": row.get("identity")})  # fmt: skip
+                         "status": pair.get("status"), "error": pair.get("reason"), "matrix_job": row.get("identity"),
+                         "job_status": row.get("status")})  # fmt: skip
         scalars = {
             k: v
             for k, v in pair.items()
