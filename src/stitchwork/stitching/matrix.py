@@ -23,7 +23,7 @@ from . import matching as matching_methods
 from .api import describe_stitch, method_name, resolve_matching, resolve_stitch
 from .base import StitchFactory
 from .matching import MatchingMethod
-from .matrix_direct import fit_direct
+from .matrix_direct import ActivationStore, fit_direct
 from .matrix_metrics import matrix_metrics
 from .matrix_plan import MatrixPair, chunks, plan_pairs
 from .matrix_task import fit_task
@@ -120,9 +120,12 @@ def _direct(todo, model_a, model_b, data, options, max_pairs_per_step, metric_ba
         return
     start = time.perf_counter()
     loader = data.loader("train", batch_size=options["batch_size"], shuffle=False)
-    fit_direct(todo, model_a, model_b, loader, options["ridge"])
+    # the metrics' training pass reuses the fit's activations when it walks the same batches
+    store = ActivationStore(len(loader)) if options["batch_size"] == metric_batch_size else None
+    fit_direct(todo, model_a, model_b, loader, options["ridge"], store)
     fit_s = (time.perf_counter() - start) / len(todo)
-    matrix_metrics(todo, model_a, model_b, data, batch_size=metric_batch_size, max_pairs_per_step=max_pairs_per_step)
+    matrix_metrics(todo, model_a, model_b, data, batch_size=metric_batch_size, max_pairs_per_step=max_pairs_per_step,
+                   train_batches=store.batches if store is not None else None)  # fmt: skip
     emit(todo, fit_s, (time.perf_counter() - start) / len(todo))
 
 

@@ -10,7 +10,8 @@ side. Rows are shifted by the first batch's means and reduced exactly as
 single-pair fit. Least-squares pairs of one input key are then solved together (one
 eigendecomposition of their shared ``Cxx``); other fitters run per pair.
 
-Memory: ``8 (Σ_keys d_x² + Σ_pairs d_x d_y)`` bytes of sums plus one batch of rows.
+Memory: ``8 (Σ_keys d_x² + Σ_pairs d_x d_y)`` bytes of sums plus one batch of rows, plus,
+when the caller passes an :class:`ActivationStore`, the pass's activations up to its budget.
 """
 
 from __future__ import annotations
@@ -29,6 +30,34 @@ from .direct import _ridge, _solve, least_squares_fit, weights_from_map
 from .matrix_plan import MatrixPair, group_by
 
 _F64 = torch.float64
+
+
+#: Default budget of an :class:`ActivationStore` (bytes of float32 activations kept).
+STORE_BYTES = 256 * 2**20
+
+
+class ActivationStore:
+    """The fit pass's activations per batch, kept for the metrics' pass over the same split.
+
+    Each batch is ``(inputs, rows_b)``: A's prepared inputs per input key and B's rows per
+    target key, the very tensors the fit used, so a later pass over them gives the values it
+    would get from running A and B again. Kept only while the whole split fits in
+    ``max_bytes`` (estimated from the first batch); otherwise :attr:`batches` is None.
+    """
+
+    def __init__(self, batch_count: int, max_bytes: int = STORE_BYTES) -> None:
+        self.batch_count, self.max_bytes = batch_count, max_bytes
+        self.batches: list[tuple[dict, dict]] | None = []
+
+    def add(self, inputs: dict, rows_b: dict) -> None:
+        if self.batches is None:
+            return
+        if not self.batches:
+            size = sum(t.numel() * t.element_size() for t in (*inputs.values(), *rows_b.values()))
+            if size * self.batch_count > self.max_bytes:
+                self.batches = None
+                return
+        self.batches.append((inputs, rows_b))
 
 
 class _Sums:
@@ -59,13 +88,14 @@ class _Sums:
 
 @torch.no_grad()
 def fit_direct(
-    pairs: Sequence[MatrixPair], model_a: CutModel, model_b: CutModel, loader: Iterable, ridge: float
+    pairs: Sequence[MatrixPair], model_a: CutModel, model_b: CutModel, loader: Iterable, ridge: float,
+    store: ActivationStore | None = None,
 ) -> None:  # fmt: skip
     """Fit every pair's stitch by least squares (its layer's own fitter) from one pass.
 
     Sets ``pair.report`` to ``{"fit_rows", "ridge"}`` as :func:`~.matching.direct` reports it
     and loads the weights into ``pair.layer``. Pairs whose stitch has nothing to fit get
-    ``fit_rows`` 0.
+    ``fit_rows`` 0. ``store`` receives every batch's inputs and target rows (float32).
     """
     fitted = [p for p in pairs if p.layer.fitter() is not None]
     for pair in pairs:
@@ -77,20 +107,26 @@ def fit_direct(
     y_sums = {p.target_key: _Sums(full=False) for p in fitted}
     cross: dict[tuple, torch.Tensor] = {}
     fronts, backs = sorted({p.front for p in fitted}), sorted({p.back for p in fitted})
+    layers = {p.target_key: p.layer for p in reversed(fitted)}  # the first pair of each target key
     for x, *_ in loader:
         x = x.to(model_device(model_a))
         acts_a, acts_b = cut_outputs(model_a, x, fronts), cut_outputs(model_b, x, backs)
-        ys = {}
-        for key, sums in y_sums.items():
-            layer = next(p.layer for p in fitted if p.target_key == key)
-            ys[key] = sums.add(layer.rows(acts_b[key[0]]))  # (rows, d_y), float64
+        rows_b = {key: layers[key].rows(acts_b[key[0]]) for key in y_sums}  # (rows, d_y) float32
+        ys = {key: sums.add(rows_b[key]) for key, sums in y_sums.items()}  # shifted, float64
+        inputs, y_cats = {}, {}  # fronts of one resolution share their targets' rows side by side
         for key, group in groups.items():
             layer = group[0].layer
-            xs = x_sums[key].add(layer.rows(layer.prepare(acts_a[key[0]])))  # (rows, d_x)
-            y_cat = torch.cat([ys[p.target_key] for p in group], 1)  # (rows, Σ d_y)
+            inputs[key] = layer.prepare(acts_a[key[0]])
+            xs = x_sums[key].add(layer.rows(inputs[key]))  # (rows, d_x)
+            targets = tuple(p.target_key for p in group)
+            if targets not in y_cats:
+                y_cats[targets] = torch.cat([ys[t] for t in targets], 1)  # (rows, Σ d_y)
+            y_cat = y_cats[targets]
             if key not in cross:
                 cross[key] = torch.zeros(xs.shape[1], y_cat.shape[1], dtype=_F64, device=xs.device)
             cross[key].addmm_(xs.T, y_cat)
+        if store is not None:
+            store.add(inputs, rows_b)
     for key, group in groups.items():
         _solve_group(group, x_sums[key], [y_sums[p.target_key] for p in group], cross[key], ridge)
 

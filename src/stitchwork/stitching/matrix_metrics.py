@@ -19,28 +19,36 @@ import torch
 
 from ..cut import cut_outputs, split
 from ..models.base import CutModel
-from ..training.evaluate import evaluate
 from ..utils.modules import model_device
 from .matrix_plan import MatrixPair, chunks, group_by
 from .metrics import Mahalanobis, PairSums, RowStats, TargetSums, finish_metrics, residual_sum
+
+_F64 = torch.float64
 
 
 @torch.no_grad()
 def matrix_metrics(
     pairs: Sequence[MatrixPair], model_a: CutModel, model_b: CutModel, data, *,
     batch_size: int = 512, ood_ridge: float = 1e-3, max_pairs_per_step: int = 16,
+    train_batches: Sequence[tuple[dict, dict]] | None = None,
 ) -> None:  # fmt: skip
-    """Set ``pair.metrics`` of every (fitted) pair, as :func:`~.metrics.stitch_metrics` would."""
+    """Set ``pair.metrics`` of every (fitted) pair, as :func:`~.metrics.stitch_metrics` would.
+
+    ``train_batches``: the training split's ``(inputs, rows_b)`` per batch of ``batch_size``
+    (from :class:`~.matrix_direct.ActivationStore`), used instead of running A and B again
+    when they hold every input and target key of ``pairs``.
+    """
     if not pairs:
         return
     for pair in pairs:
         pair.stitched.eval()
     train = data.loader("train", batch_size=batch_size, shuffle=False)
     test = data.loader("test", batch_size=batch_size, shuffle=False)
-    residuals, b_train = _train_pass(pairs, model_a, model_b, train)
+    if not _covers(train_batches, pairs):
+        train_batches = (_activations(pairs, model_a, model_b, x.to(model_device(model_a))) for x, *_ in train)
+    residuals, b_train = _train_pass(pairs, train_batches)
     gauss = {k: Mahalanobis(s.mean(), s.cov(), ood_ridge) for k, s in b_train.items()}
-    out = _test_pass(pairs, model_a, model_b, test, gauss, max_pairs_per_step)
-    acc_a, acc_b = evaluate(model_a, test)["acc"], evaluate(model_b, test)["acc"]
+    out, acc_a, acc_b = _test_pass(pairs, model_a, model_b, test, gauss, max_pairs_per_step)
     for pair in pairs:
         pair.metrics = finish_metrics(out[id(pair)], pair.layer, acc_a, acc_b, residuals[id(pair)],
                                       b_train[pair.target_key])  # fmt: skip
@@ -59,32 +67,46 @@ def _activations(pairs, model_a, model_b, x) -> tuple[dict, dict]:
     return inputs, rows_b
 
 
-def _train_pass(pairs, model_a, model_b, loader) -> tuple[dict[int, float], dict[tuple, RowStats]]:
+def _covers(batches, pairs) -> bool:
+    """Whether stored batches hold every input and target key that ``pairs`` read."""
+    if not batches:
+        return False
+    inputs, rows_b = batches[0]
+    return all(p.input_key in inputs and p.target_key in rows_b for p in pairs)
+
+
+def _train_pass(pairs, batches) -> tuple[dict[int, float], dict[tuple, RowStats]]:
     """``Σ‖T(A_i) − B_j‖²`` per pair and the row statistics per target, on the fit split."""
     residuals, stats = {id(p): 0.0 for p in pairs}, {p.target_key: RowStats() for p in pairs}
-    device = model_device(model_a)
-    for x, *_ in loader:
-        inputs, rows_b = _activations(pairs, model_a, model_b, x.to(device))
-        for key, rows in rows_b.items():
-            stats[key].update(rows)
+    keys = {p.target_key for p in pairs}
+    for inputs, rows_b in batches:
+        rows64 = {key: rows_b[key].to(_F64) for key in keys}  # promoted once for all fronts
+        for key in keys:
+            stats[key].update(rows_b[key])
         for pair in pairs:
             t = pair.layer.rows(pair.layer.map(inputs[pair.input_key]))
-            residuals[id(pair)] += residual_sum(t, rows_b[pair.target_key])
+            residuals[id(pair)] += residual_sum(t, rows64[pair.target_key])
     return residuals, stats
 
 
-def _test_pass(pairs, model_a, model_b, loader, gauss, max_pairs_per_step) -> dict[int, dict]:
-    """Test-split metrics of every pair from one pass: A and B run once per batch, and the
-    stitched inputs of up to ``max_pairs_per_step`` pairs into one back go through it together."""
+def _test_pass(pairs, model_a, model_b, loader, gauss, max_pairs_per_step) -> tuple[dict[int, dict], float, float]:
+    """Test-split metrics of every pair, and A's and B's accuracies, from one pass: A and B run
+    once per batch, and the stitched inputs of up to ``max_pairs_per_step`` pairs into one
+    back go through it together."""
     backs = {b: split(model_b, b)[1] for b in {p.back for p in pairs}}
     targets = {p.target_key: TargetSums(gauss[p.target_key]) for p in pairs}
     sums, device = {id(p): PairSums() for p in pairs}, model_device(model_a)
+    correct, n = [0, 0], 0  # A's and B's own predictions, as training.evaluate counts them
     for x, y, *_ in loader:
         x, y = x.to(device), y.to(device)
         inputs, rows_b = _activations(pairs, model_a, model_b, x)
         z_b = model_b(x)  # B's own logits (= back_j(B_j(x)) for every j)
+        for i, z in enumerate((model_a(x), z_b)):
+            correct[i] += int((z.argmax(1) == y).sum())
+        n += len(y)
         for key, rows in rows_b.items():
             targets[key].update(rows)
+        rows_b = {key: rows.to(_F64) for key, rows in rows_b.items()}  # promoted once for all fronts
         for back, group in group_by(pairs, "back").items():
             for chunk in chunks(group, max_pairs_per_step):
                 t_maps = [p.layer.map(inputs[p.input_key]) for p in chunk]
@@ -92,4 +114,7 @@ def _test_pass(pairs, model_a, model_b, loader, gauss, max_pairs_per_step) -> di
                 for pair, t_map, z in zip(chunk, t_maps, logits, strict=True):
                     key = pair.target_key
                     sums[id(pair)].update(pair.layer.rows(t_map), rows_b[key], z, z_b, y, gauss[key])
-    return {id(p): sums[id(p)].compute(targets[p.target_key]) for p in pairs}
+    if n == 0:
+        raise ValueError("cannot evaluate on an empty loader")
+    out = {id(p): sums[id(p)].compute(targets[p.target_key]) for p in pairs}
+    return out, correct[0] / n, correct[1] / n
