@@ -197,14 +197,12 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "", 
     ``mark_best`` marks each row's and column's best cell.
     """
     import matplotlib
+
     rows, cols = matrices[0].values.shape
     show_values = rows * cols <= MAX_VALUE_CELLS
-    cell = 0.45 if show_values else 0.25  # inches per cell
-    label_width = 0.07 * max(len(label) for label in matrices[0].row_labels)  # inches of y tick text
-    width = max((1.2 + label_width + cell * max(cols, 4)) * len(matrices), 0.065 * len(title))
-    fig = new_figure((width, 1.6 + (0.9 * cell) * max(rows, 3) + 0.2 * bool(title)), layout="constrained")
-    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
-    for ax, m in zip(axes, matrices, strict=True):
+    fig, places = _panel_grid(matrices[0], len(matrices), title, show_values, mark_best)
+    for (ax_box, bar_box), m in zip(places, matrices, strict=True):
+        ax, bar = fig.add_axes(ax_box), fig.add_axes(bar_box)
         cmap_name, _ = METRICS.get(m.metric, ("viridis", True))
         cmap = matplotlib.colormaps[cmap_name].with_extremes(bad="0.85")
         data = np.ma.masked_invalid(m.values)
@@ -212,7 +210,7 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "", 
         # on the data's own range, so no cell saturates
         bounded = m.metric.endswith("acc") and np.nanmax(m.values, initial=0) <= 1
         vmin, vmax = (0.0, 1.0) if bounded else (None, None)
-        image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
         if mark_best:
             _mark_best(ax, m.values, METRICS.get(m.metric, ("", True))[1])
         ax.set_xticks(range(len(m.col_labels)), m.col_labels, rotation=60, ha="right", fontsize=7)
@@ -223,7 +221,7 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "", 
         ax.set_title(LABELS.get(m.title, m.title) or LABELS.get(m.metric, m.metric), fontsize=9)
         if show_values:
             _write_values(ax, image, m.values)
-        fig.colorbar(image, ax=ax, shrink=0.8).set_label(LABELS.get(m.metric, m.metric), fontsize=8)
+        fig.colorbar(image, cax=bar).set_label(LABELS.get(m.metric, m.metric), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     if mark_best:
@@ -238,6 +236,29 @@ def _write_values(ax, image, values: np.ndarray) -> None:
     for (i, j), v in np.ndenumerate(values):
         if not math.isnan(v):
             ax.text(j, i, form.format(v), ha="center", va="center", fontsize=7, color="w" if _dark(image, v) else "k")
+
+
+def _panel_grid(matrix: LayerMatrix, panels: int, title: str, show_values: bool = True,
+                footnote: bool = False) -> tuple[object, list[tuple[list, list]]]:  # fmt: skip
+    """A figure sized for ``panels`` heatmaps like ``matrix`` and each panel's heatmap and
+    colour-bar boxes (figure fractions). Margins come from the label lengths, so the figure
+    is drawn once (a layout engine would draw it twice to measure the text). Cells are
+    smaller when their values are not written; ``footnote`` leaves room for a line below."""
+    rows, cols = matrix.values.shape
+    cell = 0.45 if show_values else 0.25  # inches per cell
+    left = 0.45 + 0.07 * max(len(label) for label in matrix.row_labels)  # y label + tick text, inches
+    bottom = 0.45 + 0.06 * max(len(label) for label in matrix.col_labels) + (0.25 if footnote else 0.0)
+    top = 0.4 + (0.35 if title else 0.0)
+    cell_w, cell_h = cell * max(cols, 4), 0.9 * cell * max(rows, 3)
+    panel_w = left + cell_w + 1.0  # colour bar and its label to the right
+    width = max(panel_w * panels, 0.065 * len(title))
+    height = bottom + cell_h + top
+    boxes = []
+    for k in range(panels):
+        x0 = k * panel_w + left
+        boxes.append(([x0 / width, bottom / height, cell_w / width, cell_h / height],
+                      [(x0 + cell_w + 0.12) / width, bottom / height, 0.12 / width, cell_h / height]))  # fmt: skip
+    return new_figure((width, height)), boxes
 
 
 def _mark_best(ax, values: np.ndarray, higher_is_better: bool) -> None:
