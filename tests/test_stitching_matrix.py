@@ -155,3 +155,27 @@ def test_a_pair_whose_loss_turns_non_finite_fails_alone(digits, models):
     assert healthy.status == "pending" and healthy.report["history"] == alone.report["history"]
     for mine, theirs in zip(healthy.stitched.trainable_parameters(), alone.stitched.trainable_parameters(), strict=True):
         assert torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("budget", [None, 1])  # default budget: stored; 1 byte: dropped, models run again
+def test_training_pass_from_the_fit_pass_activations_equals_running_the_models_again(digits, models, budget):
+    """The metrics' training pass over the direct fit's stored activations gives exactly the
+    values of a pass that runs A and B again (the same tensors, the same batches)."""
+    from stitchwork.stitching.api import resolve_stitch
+    from stitchwork.stitching.matrix_direct import ActivationStore, fit_direct
+    from stitchwork.stitching.matrix_metrics import matrix_metrics
+    from stitchwork.stitching.matrix_plan import plan_pairs
+
+    a, b = models
+    pairs = [p for p in plan_pairs(a, ["conv2", "conv6"], b, ["conv3", "conv8"], resolve_stitch("affine", resize=True))]
+    loader = digits.loader("train", batch_size=512, shuffle=False)
+    store = ActivationStore(len(loader)) if budget is None else ActivationStore(len(loader), max_bytes=budget)
+    fit_direct(pairs, a, b, loader, 1e-6, store)
+    assert (store.batches is None) == (budget == 1)
+    if store.batches is not None:
+        assert len(store.batches) == len(loader) and {p.input_key for p in pairs} <= set(store.batches[0][0])
+    matrix_metrics(pairs, a, b, digits, train_batches=store.batches)
+    stored = [dict(p.metrics) for p in pairs]
+    matrix_metrics(pairs, a, b, digits)
+    assert stored == [p.metrics for p in pairs]
+    assert all(m["dm_residual_fit"] > 0 for m in stored)

@@ -24,7 +24,7 @@ import torch
 from ..cut import cut_outputs
 from ..models.base import CutModel
 from ..utils.modules import model_device
-from ..utils.moments import RowShift
+from ..utils.moments import RowShift, column_squares
 from .base import CrossMoments
 from .direct import _ridge, _solve, least_squares_fit, weights_from_map
 from .matrix_plan import MatrixPair, group_by
@@ -78,7 +78,7 @@ class _Sums:
         if self.full:
             self.ss.addmm_(shifted.T, shifted)
         else:
-            self.ss += torch.linalg.vector_norm(shifted, dim=0).square()
+            self.ss += column_squares(shifted)
         self.n += shifted.shape[0]
         return shifted
 

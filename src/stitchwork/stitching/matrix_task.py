@@ -80,7 +80,7 @@ def fit_task(
     images = None if cached else data.loader("train", batch_size=batch_size)  # one loader: fresh order each epoch
     for epoch in range(epochs):
         for p in live:
-            p.stitched.train()
+            p.layer.train()  # donors stay in eval mode (StitchedModel.train would re-walk them)
         batches = stream if cached else _image_batches(model_a, model_b, live, images, loss == "soft")
         for acts, y, teacher in batches:
             optimizer.zero_grad(set_to_none=True)  # a pair that failed keeps no gradient: Adam skips it
@@ -138,11 +138,27 @@ def _image_batches(model_a, model_b, pairs, loader, teacher: bool):
         yield acts, y.to(device), logits
 
 
+def _prepared(trainers, acts) -> dict[tuple, torch.Tensor]:
+    """A's batch resized once per input key (``layer(a) = layer.map(layer.prepare(a))``)."""
+    out = {}
+    for t in trainers:
+        if t.pair.input_key not in out:
+            out[t.pair.input_key] = t.pair.layer.prepare(acts[t.pair.front])
+    return out
+
+
+def _stitched_logits(chunk, inputs, back) -> tuple[torch.Tensor, ...]:
+    """Logits of every pair in ``chunk`` (one back), from one stacked pass through the back."""
+    t_maps = [t.pair.layer.map(inputs[t.pair.input_key]) for t in chunk]
+    return back(torch.cat(t_maps)).split(len(t_maps[0]))
+
+
 def _step(trainers, acts, y, teacher, backs, max_pairs_per_step, loss_options, epoch) -> None:
     """Every live pair's loss and gradient on one batch (the caller steps the optimiser)."""
+    inputs = _prepared(trainers, acts)
     for back, group in group_by(trainers, "back_name").items():
         for chunk in chunks(group, max_pairs_per_step):
-            logits = backs[back](torch.cat([t.pair.layer(acts[t.pair.front]) for t in chunk])).split(len(y))
+            logits = _stitched_logits(chunk, inputs, backs[back])
             losses = []
             for t, z in zip(chunk, logits, strict=True):
                 value = stitch_loss(z, y, teacher, t.pair.layer, **loss_options)
@@ -167,19 +183,19 @@ def _validate(trainers, model_a, data, backs, max_pairs_per_step) -> None:
     if not len(data.val_set) or not live:
         return
     for t in live:
-        t.pair.stitched.eval()
+        t.pair.layer.eval()
     fronts, device = {t.pair.front for t in live}, model_device(model_a)
     for x, y, *_ in data.loader("val", batch_size=512):
         x, y = x.to(device), y.to(device)
-        acts = cut_outputs(model_a, x, fronts)
+        inputs = _prepared(live, cut_outputs(model_a, x, fronts))
         for back, group in group_by(live, "back_name").items():
             for chunk in chunks(group, max_pairs_per_step):
-                logits = backs[back](torch.cat([t.pair.layer(acts[t.pair.front]) for t in chunk])).split(len(y))
+                logits = _stitched_logits(chunk, inputs, backs[back])
                 for t, z in zip(chunk, logits, strict=True):
                     t.sums[2] += int((z.argmax(1) == y).sum())
                     t.sums[3] += len(y)
     for t in live:
-        t.pair.stitched.train()
+        t.pair.layer.train()
 
 
 def _end_epoch(t: _Trainer, epoch: int) -> None:
