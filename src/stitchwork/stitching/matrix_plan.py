@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
+import torch
 
 from ..cut import UnknownCutPointError, cut_point_shapes
 from ..models.base import CutModel
@@ -82,9 +83,11 @@ def plan_pairs(
     fronts = check_cut_list(model_a, fronts, "fronts")
     backs = check_cut_list(model_b, backs, "backs")
     pairs, shapes = [], (cut_point_shapes(model_a), cut_point_shapes(model_b))
+    L.seed_everything(seed, verbose=False)  # as stitching.api.stitch does before building
+    seeded = torch.get_rng_state()  # each pair starts from it: the same init, 64 reseeds saved
     for front in fronts:
         for back in backs:
-            L.seed_everything(seed, verbose=False)  # as stitching.api.stitch does before building
+            torch.set_rng_state(seeded)
             try:
                 pairs.append(MatrixPair(front, back, build_stitched(model_a, front, model_b, back, factory, shapes)))
             except StitchShapeError as err:

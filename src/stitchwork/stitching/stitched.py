@@ -21,9 +21,15 @@ from .base import StitchFactory, StitchLayer, StitchShapeError
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """No gradients and eval mode for every submodule; returns ``module``."""
-    module.requires_grad_(False)
-    return module.eval()
+    """No gradients and eval mode for every submodule; returns ``module``.
+
+    Only what is not frozen yet is set (checking is cheaper than setting every flag, and a
+    matrix job freezes the same donors once per pair)."""
+    if any(p.requires_grad for p in module.parameters()):
+        module.requires_grad_(False)
+    if any(m.training for m in module.modules()):
+        module.eval()
+    return module
 
 
 class StitchedModel(nn.Module):
