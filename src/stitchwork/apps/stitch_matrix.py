@@ -15,6 +15,7 @@ heatmaps that ``stitchwork-report`` draws for per-pair sweeps (also logged to W&
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from hydra.utils import instantiate
@@ -88,7 +89,9 @@ def matrix_job(job: Job, donor, matching_config) -> dict:
     metrics = {"fronts": fronts, "backs": backs, "pairs": records, "matrices": matrices(records, fronts, backs),
                "pairs_done": len(records), **extra}  # fmt: skip
     metrics.update({f"pairs_{s}": sum(r["status"] == s for r in records) for s in ("ok", "skipped", "failed")})
+    start = time.perf_counter()
     _figures(job, cfg, metrics)
+    metrics["figures_wall_s"] = time.perf_counter() - start  # inside the job's wall time, stated apart
     _print_summary(metrics, fronts, backs)
     return metrics
 
