@@ -159,21 +159,23 @@ def _step(trainers, acts, y, teacher, backs, max_pairs_per_step, loss_options, e
     for back, group in group_by(trainers, "back_name").items():
         for chunk in chunks(group, max_pairs_per_step):
             logits = _stitched_logits(chunk, inputs, backs[back])
-            losses = []
-            for t, z in zip(chunk, logits, strict=True):
-                value = stitch_loss(z, y, teacher, t.pair.layer, **loss_options)
-                if torch.isfinite(value):
-                    losses.append((t, value))
+            values = [stitch_loss(z, y, teacher, t.pair.layer, **loss_options) for t, z in zip(chunk, logits, strict=True)]
+            stacked = torch.stack(values)
+            numbers = stacked.detach().tolist()  # one read of all the chunk's losses, not one per pair
+            finite = [math.isfinite(v) for v in numbers]
+            if all(finite):
+                stacked.sum().backward()
+            elif any(finite):
+                torch.stack([v for v, ok in zip(values, finite, strict=True) if ok]).sum().backward()
+            for t, number, ok in zip(chunk, numbers, finite, strict=True):
+                if ok:
+                    t.sums[0] += number * len(y)
+                    t.sums[1] += len(y)
                 else:
                     t.pair.status = "failed"
-                    t.pair.reason = (f"NonFiniteLossError: stitching loss is {value.item()} at epoch {epoch} "
+                    t.pair.reason = (f"NonFiniteLossError: stitching loss is {number} at epoch {epoch} "
                                      f"(lr {t.group['lr']}); lower matching.lr or check "
                                      "the stitch initialisation")  # fmt: skip
-            if losses:
-                torch.stack([v for _, v in losses]).sum().backward()
-            for t, value in losses:
-                t.sums[0] += value.item() * len(y)
-                t.sums[1] += len(y)
 
 
 @torch.no_grad()
