@@ -5,7 +5,8 @@ stitch with resize, through the real app (``stitchwork-stitch``) in a fresh fold
 The base models are trained first (one single-pair job, not counted); then the 64 per-pair
 jobs run as one ``--multirun`` and the matrix as one ``layer_pair=matrix`` job. Reported:
 each side's job wall time from its ``results.json`` (``timings.wall_time_s``, summed over
-the 64 jobs), the two whole commands (process start-up included), their ratios, 64 times the
+the 64 jobs), the heatmaps' share of the matrix job's time (``metrics.figures_wall_s``; the
+per-pair sweep draws them in its report, outside its jobs), the two whole commands (process start-up included), their ratios, 64 times the
 mean command of a pair run in its own process (as a SLURM array runs per-pair jobs), and the
 largest difference between a matrix entry and its per-pair job over every shared metric.
 
