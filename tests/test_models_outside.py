@@ -163,3 +163,26 @@ def test_timm_models_offer_their_blocks_and_unknown_names_list_close_matches(nam
     assert len(timm_model((3, 16, 16), 10, name, **kwargs).cut_points) >= 8
     with pytest.raises(ValueError, match=r"'resnet181' is not a timm model; close matches: resnet18"):
         timm_model((3, 16, 16), 10, "resnet181")
+
+
+def test_stochastic_depth_follows_the_cut_model_mode():
+    """Traced through, StochasticDepth would keep the trace's train mode and drop rows in eval."""
+    from torchvision.ops import StochasticDepth
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.drop = torch.nn.Conv2d(3, 3, 3, padding=1), StochasticDepth(0.5, "row")
+
+        def forward(self, x):
+            return x + self.drop(self.conv(x))
+
+    net = torch.nn.Sequential(Block(), Block(), torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    model = ModuleCutModel(net, (3, 8, 8))
+    x = torch.randn(64, 3, 8, 8)
+    model.eval(), net.eval()
+    assert torch.equal(model(x), net(x)) and torch.equal(model(x), model(x))
+    model.train()
+    torch.manual_seed(0)
+    dropped = model(x)
+    assert not torch.equal(dropped, net(x))  # in train mode rows are dropped again

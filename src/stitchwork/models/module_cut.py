@@ -26,12 +26,21 @@ class CutRefusedError(ValueError):
     """A module path where the model cannot be cut (with the reason)."""
 
 
+#: Modules whose forward branches on ``self.training`` outside ``torch.nn`` (torchvision's
+#: stochastic depth, timm's drop path): traced through, the mode at trace time would be
+#: frozen into the graph (rows dropped in eval mode too), so they stay modules in it.
+TRAINING_MODE_LEAVES = frozenset({"StochasticDepth", "DropPath"})
+
+
 class _ScopeTracer(fx.Tracer):
     """symbolic_trace that tags every node with the module paths it was created in."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: list[str] = []
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return type(m).__name__ in TRAINING_MODE_LEAVES or super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m, forward, args, kwargs):
         path = self.path_of_module(m)
