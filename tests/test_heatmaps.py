@@ -162,3 +162,19 @@ def test_heatmap_labels_data_driven_scale_and_best_cell_markers(monkeypatch, tmp
     assert ax.get_title() == bar.get_ylabel() == heatmaps.LABELS["dm_residual_test"]
     best = sorted((p.get_y() + 0.5, p.get_x() + 0.5) for p in ax.patches)
     assert best == [(0, 0), (1, 2)]  # lower is better: the row minimum, NaN left out
+
+
+def test_best_cell_markers_follow_the_direction_of_the_measure():
+    """Distances (Procrustes, ...) mark their smallest cell; similarities and accuracies the largest."""
+    import matplotlib.pyplot as plt
+
+    from stitchwork.sweep.heatmaps import LayerMatrix, _mark_best
+
+    values = np.array([[0.1, 0.9], [0.8, 0.2]])
+    distance = LayerMatrix("procrustes", "procrustes", ["a", "b"], ["a", "b"], values, higher_is_better=False)
+    assert not distance.better_higher and LayerMatrix("t", "stitched_acc", ["a"], ["a"], values[:1]).better_higher
+    fig, ax = plt.subplots()
+    _mark_best(ax, values, distance.better_higher)
+    squares = sorted((round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in ax.patches)
+    assert squares == [(0, 0), (1, 1)]  # (column, row) of each row's minimum
+    plt.close(fig)

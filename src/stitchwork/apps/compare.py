@@ -123,7 +123,8 @@ def layer_matrix(result: SimilarityMatrices, measure: str) -> LayerMatrix:
     kind = "distance" if measure in result.distances else "similarity"
     title = f"{measure} ({kind}, n={result.n_examples[measure]})"
     return LayerMatrix(title, measure, list(result.rows), list(result.cols), result[measure].numpy(),
-                       row_axis="model A cut point", col_axis="model B cut point")  # fmt: skip
+                       row_axis="model A cut point", col_axis="model B cut point",
+                       higher_is_better=kind == "similarity")  # fmt: skip
 
 
 def sanity(result: SimilarityMatrices) -> dict[str, list[dict]]:

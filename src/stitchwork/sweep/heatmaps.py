@@ -52,6 +52,12 @@ class LayerMatrix:
     values: np.ndarray  # (rows, cols)
     row_axis: str = "front (A)"
     col_axis: str = "back (B)"
+    higher_is_better: bool | None = None  # None: as METRICS says for ``metric`` (else higher)
+
+    @property
+    def better_higher(self) -> bool:
+        """Whether a higher value is the better cell (for the best-cell markers)."""
+        return METRICS.get(self.metric, ("", True))[1] if self.higher_is_better is None else self.higher_is_better
 
 
 def stitch_rows(rows: Iterable[dict]) -> list[dict]:
@@ -212,7 +218,7 @@ def draw_matrices(matrices: Sequence[LayerMatrix], path: Path, title: str = "", 
         vmin, vmax = (0.0, 1.0) if bounded else (None, None)
         image = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
         if mark_best:
-            _mark_best(ax, m.values, METRICS.get(m.metric, ("", True))[1])
+            _mark_best(ax, m.values, m.better_higher)
         ax.set_xticks(range(len(m.col_labels)), m.col_labels, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(m.row_labels)), m.row_labels, fontsize=7)
         hidden = "" if show_values else f" ({rows}×{cols}: values in results.csv)"
