@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = textwrap.dedent("""
@@ -117,3 +118,28 @@ def test_ssl_donor_resumes_after_the_signal_exactly_where_an_uninterrupted_run_w
     resumed, uninterrupted = (torch.load(tmp_path / f, weights_only=True) for f in ("b.pt", "c.pt"))
     for name, value in uninterrupted.items():
         assert torch.equal(resumed[name], value), name  # bit for bit: the epoch is redone from its saved state
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage", "wrong_dict"])
+@pytest.mark.parametrize("kind", ["lightning", "epoch"])
+def test_a_checkpoint_that_does_not_load_is_moved_aside_and_training_starts_afresh(tmp_path, caplog, kind, content):
+    from stitchwork.training.resume import EpochCheckpoint, PreemptionCheckpoint
+
+    folder = tmp_path / "run"
+    checkpoint = PreemptionCheckpoint(folder) if kind == "lightning" else EpochCheckpoint(folder)
+    folder.mkdir()
+    if content == "wrong_dict":
+        torch.save({"something": 1}, checkpoint.path)
+    else:
+        checkpoint.path.write_bytes(content)
+    with caplog.at_level("WARNING"):
+        loaded = checkpoint.resume_path() if kind == "lightning" else checkpoint.load()
+    assert loaded is None and not folder.exists()
+    (aside,) = (tmp_path / ".corrupt").iterdir()
+    assert (aside / checkpoint.path.name).is_file()  # kept, never deleted
+    assert f"partial checkpoint {checkpoint.path} does not load" in caplog.text
+    if kind == "epoch":
+        assert checkpoint.resumed is False
+        good = EpochCheckpoint(tmp_path / "good")
+        good.save({"epoch": 3})
+        assert good.load() == {"epoch": 3} and good.resumed

@@ -66,13 +66,16 @@ def sibling_pair_records(directory: str | Path, family: str, wanted: Iterable[tu
     ``reused_from``: the identity of the job that computed it (or the one it had reused it from).
     """
     here = Path(directory).resolve()
+    todo = set(wanted)
+    names = {pair_path("", front, back).name for front, back in todo}
     out: dict[tuple[str, str], dict] = {}
-    for front, back in wanted:
-        for path in sorted(here.parent.glob(f"*/{PAIRS_DIR}/{pair_path('', front, back).name}")):
-            record = _finished(path) if path.parent.parent.resolve() != here else None
-            if record is not None and record.get("family") == family and (record["front"], record["back"]) == (front, back):
-                out[(front, back)] = {**_unstamped(record), "reused_from": record.get("reused_from", record["identity"])}
-                break
+    for path in sorted(here.parent.glob(f"*/{PAIRS_DIR}/*.json")):  # one listing of the sweep folder
+        if path.name not in names or path.parent.parent.resolve() == here:
+            continue
+        record = _finished(path)
+        key = None if record is None else (record.get("front"), record.get("back"))
+        if key in todo and key not in out and record.get("family") == family:
+            out[key] = {**_unstamped(record), "reused_from": record.get("reused_from", record["identity"])}
     return out
 
 

@@ -50,18 +50,8 @@ class PreemptionCheckpoint(L.Callback):
 
         One that does not load is moved aside (see :meth:`move_aside`) and None returned.
         """
-        if not self.path.is_file():
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or "state_dict" not in state:
-                raise ValueError("not a Lightning checkpoint (no state_dict)")
-        except Exception as err:  # noqa: BLE001 - EOFError, UnpicklingError, RuntimeError alike
-            aside = self.move_aside()
-            log.warning("partial checkpoint %s does not load (%s: %s); moved it to %s and training afresh",
-                        self.path, type(err).__name__, err, aside)  # fmt: skip
-            return None
-        return str(self.path)
+        state = load_or_move_aside(self.path, self.directory, self.corrupt_dir, "state_dict", "a Lightning checkpoint")
+        return None if state is None else str(self.path)
 
     def move_aside(self) -> Path:
         """Move the checkpoint folder into :attr:`corrupt_dir` (never deleted) and return where."""
@@ -128,6 +118,24 @@ def move_aside(directory: Path, corrupt_dir: Path) -> Path:
     return aside
 
 
+def load_or_move_aside(path: Path, directory: Path, corrupt_dir: Path, key: str, kind: str,
+                       device: torch.device | str = "cpu") -> dict | None:  # fmt: skip
+    """The checkpoint at ``path`` (a dict holding ``key``), or None when there is none or it
+    does not load: then ``directory`` is moved into ``corrupt_dir`` with a one-line warning."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or key not in state:
+            raise ValueError(f"not {kind} (no {key})")
+    except Exception as err:  # noqa: BLE001 - EOFError, UnpicklingError, RuntimeError alike
+        aside = move_aside(directory, corrupt_dir)
+        log.warning("partial checkpoint %s does not load (%s: %s); moved it to %s and training afresh",
+                    path, type(err).__name__, err, aside)  # fmt: skip
+        return None
+    return state
+
+
 def hand_on_signal(signum: int, previous, checkpoint: Path) -> None:
     """Pass ``signum`` to the handler that was there before ours, then stop the job.
 
@@ -175,18 +183,8 @@ class EpochCheckpoint:
 
     def load(self, device: torch.device | str = "cpu") -> dict | None:
         """The state an earlier run saved, or None (none, or it did not load: moved aside)."""
-        if not self.path.is_file():
-            return None
-        try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
-            if not isinstance(state, dict) or "epoch" not in state:
-                raise ValueError("not an epoch checkpoint (no epoch)")
-        except Exception as err:  # noqa: BLE001 - EOFError, UnpicklingError, RuntimeError alike
-            aside = move_aside(self.directory, self.corrupt_dir)
-            log.warning("partial checkpoint %s does not load (%s: %s); moved it to %s and training afresh",
-                        self.path, type(err).__name__, err, aside)  # fmt: skip
-            return None
-        self.resumed = True
+        state = load_or_move_aside(self.path, self.directory, self.corrupt_dir, "epoch", "an epoch checkpoint", device)
+        self.resumed = state is not None
         return state
 
     def save(self, state: dict) -> None:
