@@ -137,9 +137,9 @@ def resnet(n_train: int, n_test: int) -> dict:
         for x, _ in data.loader("train"):
             cut_outputs(a, x, a.cut_points), cut_outputs(b, x, b.cut_points)
     t1 = clock()
-    fit_direct(pairs, a, b, data.loader("train"), ridge=1e-6)
+    figures = fit_direct(pairs, a, b, data.loader("train"), ridge=1e-6)
     t2 = clock()
-    matrix_metrics(pairs, a, b, data)
+    matrix_metrics(pairs, a, b, data, fit_figures=figures)  # training-split figures from the fit's sums
     t3 = clock()
     groups = group_by(pairs, "input_key")
     flops = 0
@@ -148,10 +148,13 @@ def resnet(n_train: int, n_test: int) -> dict:
         rows_per = (layer.out_shape[1] * layer.out_shape[2]) if len(layer.out_shape) == 3 else 1
         d_x, d_y = layer.in_shape[0], sum(p.layer.out_shape[0] for p in group)
         flops += 2 * n_train * rows_per * d_x * (d_x + d_y)
+    for target in {p.target_key: p.layer for p in pairs}.values():  # Σyyᵀ per target (B's Gaussian)
+        shape = target.out_shape
+        flops += 2 * n_train * (shape[1] * shape[2] if len(shape) == 3 else 1) * shape[0] ** 2
     accumulate_s = (t2[0] - t1[0]) - (t1[0] - t0[0])
     bound = gemm_gflops()
     return {"n_train": n_train, "n_test": n_test, "cut_points": len(a.cut_points), "pairs_fitted": len(pairs),
-            "input_keys": len(groups), "threads": torch.get_num_threads(),
+            "input_keys": len(groups), "pairs_with_fit_sum_figures": len(figures), "threads": torch.get_num_threads(),
             "fronts_only_s": t1[0] - t0[0], "fit_direct_wall_s": t2[0] - t1[0], "fit_direct_cpu_s": t2[1] - t1[1],
             "metrics_wall_s": t3[0] - t2[0], "metrics_cpu_s": t3[1] - t2[1],
             "matrix_wall_s": t3[0] - t1[0], "matrix_cpu_s": t3[1] - t1[1],

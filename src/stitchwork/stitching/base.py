@@ -153,6 +153,12 @@ class StitchLayer(nn.Module, abc.ABC):
     def load_weights(self, weights: StitchWeights) -> None:
         """Set the parameters from a direct fit."""
 
+    def affine_rows(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(weight (out, in), bias (out,))`` with ``rows(map(x)) == rows(x) @ weightᵀ + bias``
+        exactly, when the map is that affine function of the rows; None otherwise (the
+        default). Lets a matrix job compute training-split residuals from its fit moments."""
+        return None
+
     # -- least-squares rows ------------------------------------------------------------
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """Samples × features view used by the direct fit and the residual metrics.

@@ -60,6 +60,9 @@ class AffineStitch(_DenseMap):
         self.weight.copy_(as_parameter_data(weights.weight, self.weight))
         self.bias.copy_(as_parameter_data(weights.bias, self.bias))
 
+    def affine_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.weight.detach(), self.bias.detach()
+
 
 class FlattenLinearStitch(AffineStitch):
     """One linear map from a whole flattened example to a whole example of B's shape.

@@ -3,7 +3,8 @@
 The stitching matrix of Csiszárik et al., Bansal et al. and Balogh & Jelasity, computed with
 shared passes instead of one job per cell: direct matching from one streamed pass for all
 pairs (:mod:`.matrix_direct`), task-loss methods in one data loop per round of pairs
-(:mod:`.matrix_task`), and every metric from one training pass plus one test pass per back
+(:mod:`.matrix_task`), and every metric from one test pass per back plus the training-split
+figures (from the direct fit's sums where the map allows, else one training pass)
 (:mod:`.matrix_metrics`). Each pair's record has the keys of a single-pair
 :func:`~.api.stitch` record (plus ``front``, ``back``, ``status``); direct entries equal the
 single-pair values to float rounding, task-loss entries are computed from the same
@@ -23,7 +24,7 @@ from . import matching as matching_methods
 from .api import describe_stitch, method_name, resolve_matching, resolve_stitch
 from .base import StitchFactory
 from .matching import MatchingMethod
-from .matrix_direct import ActivationStore, fit_direct
+from .matrix_direct import ActivationStore, fit_direct, moment_figures_apply
 from .matrix_metrics import matrix_metrics
 from .matrix_plan import MatrixPair, chunks, plan_pairs
 from .matrix_task import fit_task
@@ -120,12 +121,14 @@ def _direct(todo, model_a, model_b, data, options, max_pairs_per_step, metric_ba
         return
     start = time.perf_counter()
     loader = data.loader("train", batch_size=options["batch_size"], shuffle=False)
-    # the metrics' training pass reuses the fit's activations when it walks the same batches
-    store = ActivationStore(len(loader)) if options["batch_size"] == metric_batch_size else None
-    fit_direct(todo, model_a, model_b, loader, options["ridge"], store)
+    # pairs whose training-split figures do not come from the fit's sums need a training
+    # pass; it reuses the fit's activations when it walks the same batches
+    again = not all(moment_figures_apply(p) for p in todo) and options["batch_size"] == metric_batch_size
+    store = ActivationStore(len(loader)) if again else None
+    figures = fit_direct(todo, model_a, model_b, loader, options["ridge"], store)
     fit_s = (time.perf_counter() - start) / len(todo)
     matrix_metrics(todo, model_a, model_b, data, batch_size=metric_batch_size, max_pairs_per_step=max_pairs_per_step,
-                   train_batches=store.batches if store is not None else None)  # fmt: skip
+                   train_batches=store.batches if store is not None else None, fit_figures=figures)  # fmt: skip
     emit(todo, fit_s, (time.perf_counter() - start) / len(todo))
 
 

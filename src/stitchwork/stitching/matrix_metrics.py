@@ -2,8 +2,9 @@
 
 The same quantities as :func:`~.metrics.stitch_metrics`, from the same sums
 (:class:`~.metrics.PairSums`, :class:`~.metrics.TargetSums`, :func:`~.metrics.finish_metrics`),
-over the same unshuffled batches: one pass over the training split for every pair's
-``dm_residual_fit`` and every target's Gaussian, then one pass over the test split. In
+over the same unshuffled batches: ``dm_residual_fit`` and every target's Gaussian from a
+direct fit's own sums where the map is affine in the rows (else from one pass over the
+training split), then one pass over the test split. In
 each, A and B run once per batch (every cut point taken on the way), A's maps are resized
 once per input key, and in the test pass the stitched inputs of up to
 ``max_pairs_per_step`` fronts into one back go through B's back together (stacked along the
@@ -13,7 +14,7 @@ single-pair metrics to float rounding (bit for bit in the tests on CPU).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -21,7 +22,15 @@ from ..cut import cut_outputs, split
 from ..models.base import CutModel
 from ..utils.modules import model_device
 from .matrix_plan import MatrixPair, chunks, group_by
-from .metrics import Mahalanobis, PairSums, RowStats, TargetSums, finish_metrics, residual_sum
+from .metrics import (
+    Mahalanobis,
+    PairSums,
+    RowFigures,
+    RowStats,
+    TargetSums,
+    finish_metrics,
+    residual_sum,
+)
 
 _F64 = torch.float64
 
@@ -31,22 +40,32 @@ def matrix_metrics(
     pairs: Sequence[MatrixPair], model_a: CutModel, model_b: CutModel, data, *,
     batch_size: int = 512, ood_ridge: float = 1e-3, max_pairs_per_step: int = 16,
     train_batches: Sequence[tuple[dict, dict]] | None = None,
+    fit_figures: Mapping[int, tuple[float, RowFigures]] | None = None,
 ) -> None:  # fmt: skip
     """Set ``pair.metrics`` of every (fitted) pair, as :func:`~.metrics.stitch_metrics` would.
 
-    ``train_batches``: the training split's ``(inputs, rows_b)`` per batch of ``batch_size``
-    (from :class:`~.matrix_direct.ActivationStore`), used instead of running A and B again
-    when they hold every input and target key of ``pairs``.
+    ``fit_figures``: ``id(pair) -> (Σ‖T(A_i) − B_j‖², B_j's training rows)`` already known
+    (from a direct fit's sums, :func:`~.matrix_direct.fit_direct`); the other pairs get them
+    from a pass over the training split: over ``train_batches``, the split's ``(inputs,
+    rows_b)`` per batch of ``batch_size`` (from :class:`~.matrix_direct.ActivationStore`)
+    when they hold every input and target key of those pairs, else by running A and B again.
     """
     if not pairs:
         return
     for pair in pairs:
         pair.stitched.eval()
-    train = data.loader("train", batch_size=batch_size, shuffle=False)
     test = data.loader("test", batch_size=batch_size, shuffle=False)
-    if not _covers(train_batches, pairs):
-        train_batches = (_activations(pairs, model_a, model_b, x.to(model_device(model_a))) for x, *_ in train)
-    residuals, b_train = _train_pass(pairs, train_batches)
+    known = dict(fit_figures or {})
+    residuals = {i: r for i, (r, _) in known.items()}
+    b_train = {p.target_key: known[id(p)][1] for p in pairs if id(p) in known}
+    rest = [p for p in pairs if id(p) not in known]
+    if rest:
+        if not _covers(train_batches, rest):
+            train = data.loader("train", batch_size=batch_size, shuffle=False)
+            train_batches = (_activations(rest, model_a, model_b, x.to(model_device(model_a))) for x, *_ in train)
+        more, stats = _train_pass(rest, train_batches)
+        residuals.update(more)
+        b_train = {**stats, **b_train}
     gauss = {k: Mahalanobis(s.mean(), s.cov(), ood_ridge) for k, s in b_train.items()}
     out, acc_a, acc_b = _test_pass(pairs, model_a, model_b, test, gauss, max_pairs_per_step)
     for pair in pairs:

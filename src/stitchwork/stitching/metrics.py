@@ -25,7 +25,27 @@ from .stitched import StitchedModel
 _F64 = torch.float64
 
 
-class RowStats(Moments):
+class RowFigures:
+    """Total squared deviation and total squares of rows, from their count, mean and covariance."""
+
+    n: int
+
+    def mean(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def cov(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def total_variation(self) -> float:
+        """``‖Y − mean‖²_F`` over all rows seen."""
+        return float(self.cov().trace() * self.n)
+
+    def total_squares(self) -> float:
+        """``‖Y‖²_F`` over all rows seen (uncentred: total variation plus ``n · ‖mean‖²``)."""
+        return self.total_variation() + float(self.mean().square().sum()) * self.n
+
+
+class RowStats(Moments, RowFigures):
     """Streaming mean, covariance and total squared deviation of rows ``(m, d)`` (float64)."""
 
     def __init__(self) -> None:
@@ -37,16 +57,21 @@ class RowStats(Moments):
     def cov(self) -> torch.Tensor:
         return self.cov_x()
 
-    def total_variation(self) -> float:
-        """``‖Y − mean‖²_F`` over all rows seen."""
-        return float(self.cov().trace() * self.n)
 
-    def total_squares(self) -> float:
-        """``‖Y‖²_F`` over all rows seen (uncentred: total variation plus ``n · ‖mean‖²``)."""
-        return self.total_variation() + float(self.mean().square().sum()) * self.n
+class RowSummary(RowFigures):
+    """The figures of rows already reduced elsewhere (a matrix fit's float64 sums)."""
+
+    def __init__(self, n: int, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        self.n, self._mean, self._cov = n, mean, cov
+
+    def mean(self) -> torch.Tensor:
+        return self._mean
+
+    def cov(self) -> torch.Tensor:
+        return self._cov
 
 
-def residuals(residual: float, stats: RowStats, split: str) -> dict[str, float]:
+def residuals(residual: float, stats: RowFigures, split: str) -> dict[str, float]:
     """``dm_residual_<split>`` (Balogh & Jelasity: ``‖T(A)−B‖² / ‖B‖²``) and its centred variant
     ``dm_residual_centered_<split>`` (``‖T(A)−B‖² / ‖B − mean‖²``) from one residual sum."""
     return {
@@ -106,6 +131,7 @@ class PairSums:
 
     def update(self, t, b, z, z_b, y, gauss: Mahalanobis) -> None:
         """Rows ``t`` (stitched) and ``b`` (target), logits ``z`` (stitched) and ``z_b`` (B's)."""
+        t = t.to(_F64)  # once: the three float64 reductions below would each cast it again
         self.residual += residual_sum(t, b)
         self.cka.update(t, b)
         self.d_t += float(gauss(t).sum())
@@ -143,7 +169,7 @@ def _test_pass(stitched: StitchedModel, loader: Iterable, gauss: Mahalanobis) ->
 
 
 def finish_metrics(
-    out: dict, layer: StitchLayer, acc_a: float, acc_b: float, residual_fit: float, b_train: RowStats
+    out: dict, layer: StitchLayer, acc_a: float, acc_b: float, residual_fit: float, b_train: RowFigures
 ) -> dict:
     """Add the accuracies and the train-split figures to a test pass's ``out`` (in place)."""
     out.update(
