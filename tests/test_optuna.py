@@ -124,7 +124,7 @@ def test_three_optuna_trials_are_three_jobs_and_the_best_is_the_best_metric(run_
     assert f"Sweep multirun/stitch/{PRESET}: 3 jobs: 3 ok, 0 skipped as done, 0 failed" in proc.stderr
     # The same seed proposes the same first trial: skipped as done, it returns its recorded value.
     again = run_cli("stitch", *search, "hydra.sweeper.n_trials=1")
-    assert f"Sweep multirun/stitch/{PRESET}: 1 jobs: 0 ok, 1 skipped as done, 0 failed" in again.stderr
+    assert f"Sweep multirun/stitch/{PRESET}: 1 job: 0 ok, 1 skipped as done, 0 failed" in again.stderr
     first = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
     assert first["best_value"] == trials[(first["best_params"]["matching.lr"], first["best_params"]["matching.epochs"])]
     assert len(_records(sweep)) == 3

@@ -81,3 +81,10 @@ def test_model_device_and_common_device():
     assert common_device("x", a=nn.Linear(1, 1)) == torch.device("cpu")
     with pytest.raises(DeviceMismatchError, match="pairing needs its models on one device, got a on cpu, b on meta"):
         common_device("pairing", a=nn.Linear(1, 1), b=nn.Linear(1, 1, device="meta"))
+
+
+def test_counts_take_the_noun_in_the_number_they_need():
+    from stitchwork.utils.text import count
+
+    assert [count(n, "job") for n in (0, 1, 2)] == ["0 jobs", "1 job", "2 jobs"]
+    assert count(1, "matrix", "matrices") == "1 matrix" and count(3, "matrix", "matrices") == "3 matrices"

@@ -28,6 +28,7 @@ from ..sweep.collisions import colliding_jobs, collision_message
 from ..sweep.lock import describe, is_locked
 from ..sweep.records import RESULTS_FILE, ResultsError, read_results
 from ..utils.atomic import atomic_write_json
+from ..utils.text import count
 from .config import RUNTIME_KEYS, job_id
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -155,7 +156,7 @@ def summarise_sweep(exit_code: int) -> int:
     ]
     if missing:
         parts.append(f"{len(missing)} never started")
-    print(f"\nSweep {sweep}: {total} jobs: {', '.join(parts)}.", file=sys.stderr)
+    print(f"\nSweep {sweep}: {count(total, 'job')}: {', '.join(parts)}.", file=sys.stderr)
     if lines:
         print("Jobs that are not ok:", *lines, sep="\n", file=sys.stderr)
         print(

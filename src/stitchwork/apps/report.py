@@ -17,6 +17,7 @@ from ..sweep.heatmaps import layer_matrix, slug, split_groups, stitch_rows
 from ..sweep.html_report import write_html_report
 from ..sweep.report import collect_results, write_jsonl, write_table
 from ..utils.hashing import content_hash
+from ..utils.text import count
 from .config import to_plain
 from .config_check import check_config
 from .entry import hydra_entry
@@ -59,8 +60,8 @@ def task(cfg: DictConfig) -> dict:
     states = (f"{counts['ok']} ok, {counts['failed']} failed, "
               f"{counts['interrupted'] + counts['preempted']} interrupted, {counts['running']} unfinished")  # fmt: skip
     jobs = len({r["path"] for r in rows})
-    head = f"{jobs} jobs ({states})" if jobs == len(rows) else (
-        f"{jobs} jobs, {len(rows)} rows (one per layer pair of a matrix job; {states})")
+    head = f"{count(jobs, 'job')} ({states})" if jobs == len(rows) else (
+        f"{count(jobs, 'job')}, {count(len(rows), 'row')} (one per layer pair of a matrix job; {states})")
     print(f"{head} -> {table}; {len(bad)} unreadable; {len(figures)} figures in {out}; page {page}")
     return {
         "table": str(table),

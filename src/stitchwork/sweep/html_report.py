@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..utils.text import count
 from .report import varying_columns
 
 STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -104,7 +105,7 @@ def _by_app(items: Sequence[dict]) -> dict[str, list[dict]]:
 def _settings(rows: Sequence[dict], jobs: Sequence[dict]) -> list[str]:
     """The page's head: counts, sweeps, and per app the settings that vary with their values."""
     sweeps = sorted({str(j["config.sweep_name"]) for j in jobs if j.get("config.sweep_name")})
-    parts = [f"<p>{len(jobs)} jobs ({len(rows)} rows: a matrix job has one per layer pair); apps: "
+    parts = [f"<p>{count(len(jobs), 'job')} ({count(len(rows), 'row')}: a matrix job has one per layer pair); apps: "
              f"{html.escape(', '.join(_by_app(jobs)))}; sweeps: {html.escape(', '.join(sweeps) or 'none')}</p>",
              "<h2>Settings that vary</h2>"]  # fmt: skip
     lines = [(app, key, ", ".join(dict.fromkeys(str(r.get(key)) for r in app_rows)))
