@@ -159,6 +159,7 @@ def test_a_user_error_is_printed_once_in_a_run_and_in_a_sweep(tmp_path):
     assert single["output"].count(message) == 1, single["output"]
     assert f"stitchwork-stitch: error: {message}" in single["output"]
     assert "Traceback" not in single["output"]
+    assert "Error executing job" not in single["output"]  # Hydra's own line: the paragraph says it all
     (log,) = (tmp_path / "case0" / "outputs").rglob("*.log")  # the job's log file keeps the line
     assert re.search(rf"stitch job \w+ failed: UserError: {re.escape(message)}", log.read_text())
 

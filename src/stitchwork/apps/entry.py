@@ -6,7 +6,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import hydra
@@ -17,7 +17,7 @@ from .config import conf_dir, register_resolvers
 from .failures import print_failure
 from .multirun import SweepGuard, summarise_sweep
 from .objective import sweeper_return
-from .quiet import quiet_console
+from .quiet import quiet_console, without_hydra_failure_line
 from .slurm_check import require_slurm_for_argv
 from .sweeper_check import require_optuna_for_argv
 
@@ -46,7 +46,7 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
         code: int | None = 0
         try:
             require_optuna_for_argv(argv)
-            with _hydra_raises():
+            with _hydra_raises(), nullcontext() if full_error else without_hydra_failure_line():
                 hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(job)()
         except JobInterrupted as stop:
             print(f"\n{config_name}: {stop}; the job's results.json records it", file=sys.stderr)

@@ -8,6 +8,8 @@ device it runs on) and routine progress notes. :func:`quiet_console` filters exa
 these, by message, and nothing else, so a real warning still shows. It is applied at app
 entry and again at the start of each job (a launcher may run jobs in fresh processes).
 ``python -W ...`` or ``PYTHONWARNINGS`` keeps Python's warnings as the user set them.
+:func:`without_hydra_failure_line` drops Hydra's "Error executing job with overrides" line,
+which would precede the one paragraph a failed job prints (``HYDRA_FULL_ERROR=1`` keeps it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import logging
 import re
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
 
 #: ``warnings`` messages (regular expressions, matched at the start) that are noise for us.
 HARMLESS_WARNINGS = (
@@ -60,3 +65,31 @@ def quiet_console() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropMessages) for f in logger.filters):
             logger.addFilter(DropMessages(HARMLESS_INFO))
+
+
+#: The line Hydra writes to stderr when a single run's job raised (``JobReturn.return_value``).
+HYDRA_FAILURE_LINE = "Error executing job with overrides: "
+
+
+class _DropLines:
+    """A text stream that forwards everything to ``stream`` except writes starting with ``prefix``."""
+
+    def __init__(self, stream: TextIO, prefix: str) -> None:
+        self._stream, self._prefix = stream, prefix
+
+    def write(self, text: str) -> int:
+        return len(text) if text.startswith(self._prefix) else self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def without_hydra_failure_line() -> Iterator[None]:
+    """While Hydra runs: stderr without :data:`HYDRA_FAILURE_LINE` (the app prints the failure itself)."""
+    before = sys.stderr
+    sys.stderr = _DropLines(before, HYDRA_FAILURE_LINE)
+    try:
+        yield
+    finally:
+        sys.stderr = before
