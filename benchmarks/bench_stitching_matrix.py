@@ -20,6 +20,7 @@ input key and ``2·rows·d_x·Σd_y`` for its cross products).
     python benchmarks/bench_stitching_matrix.py jobs --matching direct
     python benchmarks/bench_stitching_matrix.py jobs --matching task_loss --epochs 10
     python benchmarks/bench_stitching_matrix.py resnet --n-train 50000 --n-test 10000
+    python benchmarks/bench_stitching_matrix.py resnet --device cuda    # on a GPU machine
 """
 
 from __future__ import annotations
@@ -106,19 +107,27 @@ class _Synthetic:
                           batch_size=batch_size, shuffle=False)  # fmt: skip
 
 
-def gemm_gflops(rows: int = 262_144, d: int = 64, repeats: int = 3) -> float:
-    """Best float64 ``XᵀX`` throughput (GFLOP/s) on this machine, as the accumulation calls it."""
-    x = torch.randn(rows, d, dtype=torch.float64)
-    out = torch.zeros(d, d, dtype=torch.float64)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_gflops(rows: int = 262_144, d: int = 64, repeats: int = 3, device: str = "cpu") -> float:
+    """Best float64 ``XᵀX`` throughput (GFLOP/s) on ``device``, as the accumulation calls it."""
+    device = torch.device(device)
+    x = torch.randn(rows, d, dtype=torch.float64, device=device)
+    out = torch.zeros(d, d, dtype=torch.float64, device=device)
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(repeats + 1):  # the first call warms up the device's kernels
+        _sync(device)
         start = time.perf_counter()
         out.addmm_(x.T, x)
+        _sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * rows * d * d / best / 1e9
 
 
-def resnet(n_train: int, n_test: int) -> dict:
+def resnet(n_train: int, n_test: int, device: str = "cpu") -> dict:
     from stitchwork.cut import cut_outputs
     from stitchwork.models import ResNet20
     from stitchwork.stitching import AffineStitch
@@ -128,13 +137,19 @@ def resnet(n_train: int, n_test: int) -> dict:
 
     data = _Synthetic(n_train, n_test)
     torch.manual_seed(0)
-    a, b = ResNet20((3, 32, 32), 10).eval(), ResNet20((3, 32, 32), 10).eval()
+    dev = torch.device(device)
+    a, b = ResNet20((3, 32, 32), 10).eval().to(dev), ResNet20((3, 32, 32), 10).eval().to(dev)
     factory = lambda i, o: AffineStitch(i, o, resize=True)  # noqa: E731
     pairs = [p for p in plan_pairs(a, a.cut_points, b, b.cut_points, factory) if p.status == "pending"]
-    clock = lambda: (time.perf_counter(), time.process_time())  # noqa: E731
+
+    def clock() -> tuple[float, float]:
+        _sync(dev)
+        return time.perf_counter(), time.process_time()
+
     t0 = clock()
     with torch.no_grad():  # the two fronts alone, as fit_direct runs them
         for x, _ in data.loader("train"):
+            x = x.to(dev)
             cut_outputs(a, x, a.cut_points), cut_outputs(b, x, b.cut_points)
     t1 = clock()
     figures = fit_direct(pairs, a, b, data.loader("train"), ridge=1e-6)
@@ -152,9 +167,10 @@ def resnet(n_train: int, n_test: int) -> dict:
         shape = target.out_shape
         flops += 2 * n_train * (shape[1] * shape[2] if len(shape) == 3 else 1) * shape[0] ** 2
     accumulate_s = (t2[0] - t1[0]) - (t1[0] - t0[0])
-    bound = gemm_gflops()
+    bound = gemm_gflops(device=device)
     return {"n_train": n_train, "n_test": n_test, "cut_points": len(a.cut_points), "pairs_fitted": len(pairs),
             "input_keys": len(groups), "pairs_with_fit_sum_figures": len(figures), "threads": torch.get_num_threads(),
+            "device": str(dev), "peak_device_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
             "fronts_only_s": t1[0] - t0[0], "fit_direct_wall_s": t2[0] - t1[0], "fit_direct_cpu_s": t2[1] - t1[1],
             "metrics_wall_s": t3[0] - t2[0], "metrics_cpu_s": t3[1] - t2[1],
             "matrix_wall_s": t3[0] - t1[0], "matrix_cpu_s": t3[1] - t1[1],
@@ -173,8 +189,9 @@ def main() -> None:
     p_res = sub.add_parser("resnet")
     p_res.add_argument("--n-train", type=int, default=50_000)
     p_res.add_argument("--n-test", type=int, default=10_000)
+    p_res.add_argument("--device", default="cpu", help="cpu or cuda (the whole matrix, fit and metrics, there)")
     args = parser.parse_args()
-    out = jobs(args.matching, args.epochs) if args.what == "jobs" else resnet(args.n_train, args.n_test)
+    out = jobs(args.matching, args.epochs) if args.what == "jobs" else resnet(args.n_train, args.n_test, args.device)
     print(json.dumps(out, indent=1))
 
 
