@@ -25,7 +25,7 @@ from ..training import TrainRecipe, check_trainer_options, fit_classifier
 from ..utils.distributed import is_main_process
 from ..zoo import ModelZoo, ZooEntry, debug_options, model_identity
 from .config import effective_config, job_id
-from .config_tree import print_config_tree, wants_config_tree
+from .config_tree import SweepTrees, wants_config_tree
 from .failures import log_job_failure
 from .logging import JobLogger, open_logger
 from .multirun import sweep_run_name
@@ -246,7 +246,7 @@ def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Calla
     try:
         with interruptible():
             if wants_config_tree(cfg):
-                print_config_tree(config, f"{app} job {identity}: effective config")
+                SweepTrees.print(config, f"{app} job {identity}: effective config", _in_sweep())
             device = job_device(cfg)
             if device is not None:
                 log.info("%s job %s runs on %s", app, identity, device)

@@ -3,7 +3,9 @@
 As lightning-hydra-template's ``extras.print_config``: one branch per config section, its
 YAML beneath, so the console says what ran (resolved: cut points listed, ``matching_overrides``
 folded in, as results.json records it). Switched by ``extras.print_config`` (``conf/extras/``),
-which is outside the job identity: it changes the console, never a result.
+which is outside the job identity: it changes the console, never a result. In a sweep run
+in one process, the first job prints the whole tree and each later one only the settings
+in which it differs from that first job (:class:`SweepTrees`), so 128 jobs print one tree.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 from rich.tree import Tree
 
+from ..sweep.report import flatten
 from .validate import boolean
 
 
@@ -40,6 +43,25 @@ def config_tree(config: Mapping[str, Any], title: str) -> Tree:
 def print_config_tree(config: Mapping[str, Any], title: str) -> None:
     """Print :func:`config_tree` to stdout (no colours where stdout is not a terminal)."""
     Console().print(config_tree(config, title))
+
+
+class SweepTrees:
+    """The config trees of one process's jobs: the first in full, later ones as differences."""
+
+    first: tuple[str, dict[str, Any]] | None = None  # (title, flattened config) of the first job
+
+    @classmethod
+    def print(cls, config: Mapping[str, Any], title: str, in_sweep: bool) -> None:
+        """The whole tree outside a sweep or for its first job, else what differs from that job."""
+        if not in_sweep or cls.first is None:
+            if in_sweep:
+                cls.first = (title, flatten(config))
+            print_config_tree(config, title)
+            return
+        flat = flatten(config)
+        changed = {k: flat.get(k, "(not set)") for k in sorted(set(flat) | set(cls.first[1]))
+                   if flat.get(k, "(not set)") != cls.first[1].get(k, "(not set)")}  # fmt: skip
+        Console().print(config_tree(changed, f"{title}: as for {cls.first[0].split(':')[0]}, except"))
 
 
 def _yaml(node: dict) -> Text:
