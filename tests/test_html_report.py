@@ -191,3 +191,15 @@ def test_html_report_of_real_jobs_loads_every_image_in_a_headless_browser(run_cl
                          timeout=120).stdout  # fmt: skip
     assert f"<title>ALL-LOADED-{len(parsed.images)}</title>" in dom
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_that_vary_say_which_follow_another_setting():
+    from stitchwork.sweep.html_report import _leaders
+
+    rows = [{"config.layer_pair.front": f, "config.layer_pair.back": b, "config.matching._target_": m,
+             "config.matching.epochs": None if m == "direct" else 5}
+            for f in ("conv1", "conv2") for b in ("conv1", "conv2") for m in ("direct", "task_loss")]  # fmt: skip
+    keys = sorted(rows[0])  # as varying_columns lists them
+    assert _leaders(rows, keys) == {"config.layer_pair.back": None, "config.layer_pair.front": None,
+                                    "config.matching._target_": None,
+                                    "config.matching.epochs": "config.matching._target_"}  # fmt: skip

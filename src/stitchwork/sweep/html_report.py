@@ -108,14 +108,32 @@ def _settings(rows: Sequence[dict], jobs: Sequence[dict]) -> list[str]:
     parts = [f"<p>{count(len(jobs), 'job')} ({count(len(rows), 'row')}: a matrix job has one per layer pair); apps: "
              f"{html.escape(', '.join(_by_app(jobs)))}; sweeps: {html.escape(', '.join(sweeps) or 'none')}</p>",
              "<h2>Settings that vary</h2>"]  # fmt: skip
-    lines = [(app, key, ", ".join(dict.fromkeys(str(r.get(key)) for r in app_rows)))
-             for app, app_rows in _by_app(rows).items() for key in varying_columns(app_rows)]  # fmt: skip
+    lines = []
+    for app, app_rows in _by_app(rows).items():
+        for key, leader in _leaders(app_rows, varying_columns(app_rows)).items():
+            values = ", ".join(dict.fromkeys(str(r.get(key)) for r in app_rows))
+            note = f" (varies with {leader.removeprefix('config.')})" if leader else ""
+            lines.append((app, key, values + note))
     if not lines:
         return [*parts, "<p>none</p>"]
     parts.append("<table><tr><th>app</th><th>setting</th><th>values</th></tr>")
     parts += [f"<tr><td>{html.escape(app)}</td><td>{html.escape(key.removeprefix('config.'))}</td>"
               f"<td>{html.escape(values)}</td></tr>" for app, key, values in lines]  # fmt: skip
     return [*parts, "</table>"]
+
+
+def _leaders(rows: Sequence[dict], keys: Sequence[str]) -> dict[str, str | None]:
+    """Each varying key and the earlier independent key whose value fixes its value in every
+    row (``matching.epochs`` is set by ``matching._target_``), or None when no key does."""
+    leaders: dict[str, str | None] = {}
+    for key in keys:
+        leaders[key] = next((m for m in leaders if leaders[m] is None and _fixes(rows, m, key)), None)
+    return leaders
+
+
+def _fixes(rows: Sequence[dict], leader: str, key: str) -> bool:
+    seen: dict[str, str] = {}
+    return all(seen.setdefault(repr(r.get(leader)), repr(r.get(key))) == repr(r.get(key)) for r in rows)
 
 
 def _sanity_table(path: Path) -> list[str]:
