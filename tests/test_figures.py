@@ -6,7 +6,7 @@ import sys
 
 import matplotlib.image
 
-from stitchwork.rebasin.figures import plot_curves, plot_histograms
+from stitchwork.sweep.rebasin_figures import plot_curves, plot_histograms
 from stitchwork.utils.figures import new_figure, save_figure
 
 

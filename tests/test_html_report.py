@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stitchwork.rebasin.figures import plot_curves, plot_histograms
+from stitchwork.sweep.rebasin_figures import plot_curves, plot_histograms
 from stitchwork.sweep.records import JobRecord, write_results
 
 SECTIONS = ["Settings that vary", "Stitching heatmaps", "Sanity check: does A's layer i match B's layer i best?",

@@ -14,9 +14,9 @@ from torch import nn
 from ..rebasin.apply import permute_model
 from ..rebasin.combine import combine_states, mean_lambda, sample_lambdas
 from ..rebasin.combine_eval import evaluate_combinations, post_process_states, summarize
-from ..rebasin.figures import plot_curves, plot_histograms
 from ..rebasin.robustness import fraction_grid, robustness_sweep
 from ..rebasin.transitivity import transitivity
+from ..sweep.rebasin_figures import plot_curves, plot_histograms
 from ..sweep.titles import config_title
 from .common import Job, run_job
 from .config_check import check_config

@@ -103,7 +103,7 @@ def rebasin_job(job: Job) -> dict:
 
 
 def _plot(curve: dict, out_dir, title: str) -> str:
-    from ..rebasin.figures import plot_curves
+    from ..sweep.rebasin_figures import plot_curves
 
     return str(plot_curves({"aligned": curve}, out_dir / "interpolation.png", title))
 

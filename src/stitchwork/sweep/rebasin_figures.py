@@ -1,4 +1,4 @@
-"""Figures of re-basin results: interpolation curves and combination histograms.
+"""Report figures of re-basin results: interpolation curves and combination histograms.
 
 ``plot_curves`` / ``plot_histograms`` draw one job's results; ``interpolation_figures``
 and ``combination_histograms`` are ``stitchwork-report`` figure callables
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sweep.titles import comparison_title, flat_config
 from ..utils.figures import new_figure, save_figure
+from .titles import comparison_title, flat_config
 
 
 def plot_curves(curves: Mapping[str, Mapping], path: str | Path, title: str = "") -> Path:
