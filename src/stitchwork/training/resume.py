@@ -48,14 +48,11 @@ class PreemptionCheckpoint(L.Callback):
     def resume_path(self) -> str | None:
         """The checkpoint to resume from, if an earlier run left one that loads.
 
-        One that does not load is moved aside (see :meth:`move_aside`) and None returned.
+        One that does not load is moved into :attr:`corrupt_dir` (see :func:`load_or_move_aside`)
+        and None returned.
         """
         state = load_or_move_aside(self.path, self.directory, self.corrupt_dir, "state_dict", "a Lightning checkpoint")
         return None if state is None else str(self.path)
-
-    def move_aside(self) -> Path:
-        """Move the checkpoint folder into :attr:`corrupt_dir` (never deleted) and return where."""
-        return move_aside(self.directory, self.corrupt_dir)
 
     def _save(self, trainer: L.Trainer) -> None:
         # Every rank calls save_checkpoint (a collective); only rank 0 writes the file.
