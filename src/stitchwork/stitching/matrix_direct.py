@@ -149,16 +149,22 @@ def fit_direct(
             cross[key].addmm_(xs.T, y_cat)
         if store is not None:
             store.add(inputs, rows_b)
+    summaries = {k: y_sums[k].summary() for k in full_y}  # B's Gaussian, once per target
     figures = {}
     for key, group in groups.items():
         ys = [y_sums[p.target_key] for p in group]
         _solve_group(group, x_sums[key], ys, cross[key], ridge)
-        bounds = torch.tensor([0] + [y.shift.width for y in ys]).cumsum(0).tolist()
-        for pair, y, lo, hi in zip(group, ys, bounds[:-1], bounds[1:], strict=True):
+        for pair, y, (lo, hi) in zip(group, ys, _column_blocks(ys), strict=True):
             if moment_figures_apply(pair):
                 residual = _residual_from_sums(pair.layer.affine_rows(), x_sums[key], y, cross[key][:, lo:hi])
-                figures[id(pair)] = (residual, y.summary())
+                figures[id(pair)] = (residual, summaries[pair.target_key])
     return figures
+
+
+def _column_blocks(ys: list[_Sums]) -> list[tuple[int, int]]:
+    """``(lo, hi)`` of each target's columns in the side-by-side cross products."""
+    bounds = torch.tensor([0] + [y.shift.width for y in ys]).cumsum(0).tolist()
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def moment_figures_apply(pair: MatrixPair) -> bool:
@@ -201,10 +207,9 @@ def _solve_group(group: list[MatrixPair], xs: _Sums, ys: list[_Sums], cross: tor
     if any(y.n != xs.n for y in ys):
         raise ValueError(f"rows of A ({xs.n}) and B ({[y.n for y in ys]}) differ for {group[0].front}")
     joint = _joint_moments(xs, ys, cross)
-    bounds = torch.tensor([0] + [y.shift.width for y in ys]).cumsum(0).tolist()
     moments = [
         dataclasses.replace(joint, mean_y=joint.mean_y[lo:hi], cxy=joint.cxy[:, lo:hi], cyy_diag=joint.cyy_diag[lo:hi])
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        for lo, hi in _column_blocks(ys)
     ]  # fmt: skip
     solved = [i for i, p in enumerate(group) if p.layer.fitter() is least_squares_fit]
     if solved:  # one eigendecomposition of the shared Cxx for all of them
