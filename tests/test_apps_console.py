@@ -220,14 +220,17 @@ def test_help_examples_are_commands_of_their_app_that_compose(app):
 def test_a_sweep_prints_the_whole_config_tree_once_then_only_what_each_job_changes(capsys, monkeypatch):
     from stitchwork.apps.config_tree import SweepTrees
 
-    monkeypatch.setattr(SweepTrees, "first", None)
+    monkeypatch.setattr(SweepTrees, "first", {})
     first = {"seed": 0, "matching": {"lr": 0.01, "epochs": 5}, "data": {"name": "digits"}}
     second = {"seed": 0, "matching": {"lr": 0.1, "epochs": 5}, "data": {"name": "digits"}}
-    SweepTrees.print(first, "stitch job aaa: effective config", in_sweep=True)
-    SweepTrees.print(second, "stitch job bbb: effective config", in_sweep=True)
+    SweepTrees.print(first, "stitch job aaa", sweep="multirun/s1")
+    SweepTrees.print(second, "stitch job bbb", sweep="multirun/s1")
     whole, changed = capsys.readouterr().out.split("stitch job bbb")
+    assert "stitch job aaa: effective config" in whole
     assert "lr: 0.01" in whole and "epochs: 5" in whole and "name: digits" in whole
     assert ": effective config: as for stitch job aaa, except" in changed
     assert "matching.lr: 0.1" in changed and "epochs" not in changed and "digits" not in changed
-    SweepTrees.print(second, "stitch job ccc: effective config", in_sweep=False)  # a single run: all of it
+    SweepTrees.print(second, "stitch job ccc", sweep=None)  # a single run: all of it
+    assert "epochs: 5" in capsys.readouterr().out
+    SweepTrees.print(second, "stitch job ddd", sweep="multirun/s2")  # another sweep: its own first tree
     assert "epochs: 5" in capsys.readouterr().out

@@ -246,7 +246,7 @@ def _run_locked(cfg: DictConfig, app: str, identity: str, out: Path, body: Calla
     try:
         with interruptible():
             if wants_config_tree(cfg):
-                SweepTrees.print(config, f"{app} job {identity}: effective config", _in_sweep())
+                SweepTrees.print(config, f"{app} job {identity}", _sweep_dir())
             device = job_device(cfg)
             if device is not None:
                 log.info("%s job %s runs on %s", app, identity, device)
@@ -278,6 +278,11 @@ def _in_sweep() -> bool:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:
         return False
+
+
+def _sweep_dir() -> str | None:
+    """The sweep folder of a multirun job, else None."""
+    return HydraConfig.get().sweep.dir if _in_sweep() else None
 
 
 def _run_name() -> str | None:

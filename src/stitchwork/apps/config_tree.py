@@ -46,22 +46,25 @@ def print_config_tree(config: Mapping[str, Any], title: str) -> None:
 
 
 class SweepTrees:
-    """The config trees of one process's jobs: the first in full, later ones as differences."""
+    """The config trees of one process's jobs: per sweep, the first in full, later ones as differences."""
 
-    first: tuple[str, dict[str, Any]] | None = None  # (title, flattened config) of the first job
+    #: sweep folder -> (label, flattened config) of the first job that printed its tree there
+    first: dict[str, tuple[str, dict[str, Any]]] = {}
 
     @classmethod
-    def print(cls, config: Mapping[str, Any], title: str, in_sweep: bool) -> None:
-        """The whole tree outside a sweep or for its first job, else what differs from that job."""
-        if not in_sweep or cls.first is None:
-            if in_sweep:
-                cls.first = (title, flatten(config))
+    def print(cls, config: Mapping[str, Any], label: str, sweep: str | None) -> None:
+        """``label``'s whole tree outside a sweep (``sweep`` None) or for the first job of
+        ``sweep`` in this process, else only the settings in which it differs from that job."""
+        title = f"{label}: effective config"
+        if sweep is None or sweep not in cls.first:
+            if sweep is not None:
+                cls.first[sweep] = (label, flatten(config))
             print_config_tree(config, title)
             return
-        flat = flatten(config)
-        changed = {k: flat.get(k, "(not set)") for k in sorted(set(flat) | set(cls.first[1]))
-                   if flat.get(k, "(not set)") != cls.first[1].get(k, "(not set)")}  # fmt: skip
-        Console().print(config_tree(changed, f"{title}: as for {cls.first[0].split(':')[0]}, except"))
+        first_label, first = cls.first[sweep]
+        flat, unset = flatten(config), "(not set)"
+        changed = {k: flat.get(k, unset) for k in sorted(set(flat) | set(first)) if flat.get(k, unset) != first.get(k, unset)}
+        Console().print(config_tree(changed, f"{title}: as for {first_label}, except"))
 
 
 def _yaml(node: dict) -> Text:
